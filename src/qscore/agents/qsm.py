@@ -1,0 +1,288 @@
+"""Q-score matching (Psenka et al., ICML 2024, Algorithm 1) as an immutable pytree + pure updates.
+
+The agent holds only arrays (parameters, optimiser states, target critics, the noise
+schedule, a PRNG key and an update counter); its config and action size are static
+fields, so networks and optimisers are rebuilt from the config inside jitted code and
+nothing global is captured. :func:`update` performs ``utd`` full updates in one call.
+
+One update, for a batch (s, a, r, s', terminated) from replay:
+
+* actor (the QSM step): k ~ U{0..T-1}, eps ~ N(0, I), a_k = sqrt(alpha_bar_k) a +
+  sqrt(1 - alpha_bar_k) eps; g = mean_j grad_a Q_phi_j(s, a_k) (no gradient into the
+  critics); minimise || eps_theta(s, a_k, k) - (-alpha g) ||^2 over theta only;
+* critic: a' = chain_theta(s') + clip(N(0, sigma_target^2)), clipped to [-1, 1];
+  y = r + gamma (1 - terminated) min_j Q_target_j(s', a'); minimise sum_j (Q_j(s, a) - y)^2;
+  then Polyak-average the target critics with rate tau.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from qscore.config import QSMConfig
+from qscore.diffusion import Schedule, make_schedule, noise_actions, sample_chain
+from qscore.networks import CriticEnsemble, ScoreNet
+from qscore.replay import Batch
+
+Params = Any
+Metrics = dict[str, jax.Array]
+
+
+class QSMAgent(struct.PyTreeNode):
+    """The whole learner state. Immutable: updates return a new agent."""
+
+    actor_params: Params
+    """theta: parameters of the denoiser eps_theta."""
+    actor_opt_state: optax.OptState
+    critic_params: Params
+    """phi_1..phi_N: stacked parameters of the critic ensemble."""
+    critic_opt_state: optax.OptState
+    target_critic_params: Params
+    """Polyak-averaged copies of the critic parameters."""
+    schedule: Schedule
+    rng: jax.Array
+    num_updates: jax.Array
+    config: QSMConfig = struct.field(pytree_node=False)
+    action_dim: int = struct.field(pytree_node=False)
+
+    def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
+        """One action for one observation, and the key to use next time.
+
+        ``explore`` adds the exploration noise; otherwise it is one sample of the chain.
+        """
+        action, next_key = _select_action(
+            self.config, self.action_dim, self.actor_params, self.schedule, obs, key, explore
+        )
+        return np.asarray(action), next_key
+
+
+def score_net(config: QSMConfig, action_dim: int) -> ScoreNet:
+    return ScoreNet(action_dim, config.actor_hidden, config.time_features, config.time_hidden)
+
+
+def critic_net(config: QSMConfig) -> CriticEnsemble:
+    return CriticEnsemble(config.critic_hidden, config.num_critics)
+
+
+def actor_learning_rate(config: QSMConfig) -> optax.ScalarOrSchedule:
+    """Adam step size of the denoiser: cosine-decayed to 0 over ``actor_lr_decay_steps``."""
+    if config.actor_lr_decay_steps > 0:
+        return optax.cosine_decay_schedule(config.actor_lr, config.actor_lr_decay_steps)
+    return config.actor_lr
+
+
+def actor_optimizer(config: QSMConfig) -> optax.GradientTransformation:
+    return optax.adam(actor_learning_rate(config))
+
+
+def critic_optimizer(config: QSMConfig) -> optax.GradientTransformation:
+    return optax.adam(config.critic_lr)
+
+
+def create_qsm(config: QSMConfig, obs_dim: int, action_dim: int, seed: int) -> QSMAgent:
+    """Initialise networks, optimisers and targets from ``seed``."""
+    rng, actor_key, critic_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    obs = jnp.zeros((1, obs_dim), jnp.float32)
+    action = jnp.zeros((1, action_dim), jnp.float32)
+    steps = jnp.zeros((1, 1), jnp.int32)
+    actor_params = score_net(config, action_dim).init(actor_key, obs, action, steps)["params"]
+    critic_params = critic_net(config).init(critic_key, obs, action)["params"]
+    return QSMAgent(
+        actor_params=actor_params,
+        actor_opt_state=actor_optimizer(config).init(actor_params),
+        critic_params=critic_params,
+        critic_opt_state=critic_optimizer(config).init(critic_params),
+        target_critic_params=critic_params,
+        schedule=make_schedule(
+            config.beta_schedule, config.num_diffusion_steps, config.beta_min, config.beta_max
+        ),
+        rng=rng,
+        num_updates=jnp.zeros((), jnp.int32),
+        config=config,
+        action_dim=action_dim,
+    )
+
+
+def sample_policy(
+    config: QSMConfig,
+    action_dim: int,
+    actor_params: Params,
+    schedule: Schedule,
+    obs: jax.Array,
+    key: jax.Array,
+) -> jax.Array:
+    """Actions a_0 ~ pi_theta(. | s) for a batch of observations, by the full reverse chain."""
+    net = score_net(config, action_dim)
+
+    def denoise(noisy_action: jax.Array, steps: jax.Array) -> jax.Array:
+        return net.apply({"params": actor_params}, obs, noisy_action, steps)
+
+    return sample_chain(
+        denoise,
+        schedule,
+        key,
+        (obs.shape[0], action_dim),
+        config.sampling_temperature,
+        config.clip_sampler,
+    )
+
+
+@partial(jax.jit, static_argnames=("config", "action_dim", "explore"))
+def _select_action(
+    config: QSMConfig,
+    action_dim: int,
+    actor_params: Params,
+    schedule: Schedule,
+    obs: jax.Array,
+    key: jax.Array,
+    explore: bool,
+) -> tuple[jax.Array, jax.Array]:
+    next_key, chain_key, noise_key = jax.random.split(key, 3)
+    obs = jnp.asarray(obs, jnp.float32)[None]
+    action = sample_policy(config, action_dim, actor_params, schedule, obs, chain_key)[0]
+    if explore:
+        noise = config.exploration_noise * jax.random.normal(noise_key, action.shape)
+        action = jnp.clip(action + noise, -1.0, 1.0)
+    return action, next_key
+
+
+def q_values(config: QSMConfig, critic_params: Params, obs: jax.Array, action: jax.Array):
+    """Q_phi_j(s, a) for every critic j: shape (num_critics, B)."""
+    return critic_net(config).apply({"params": critic_params}, obs, action)
+
+
+def q_score(
+    config: QSMConfig, critic_params: Params, obs: jax.Array, action: jax.Array
+) -> jax.Array:
+    """g = mean_j grad_a Q_phi_j(s, a), one row per observation (the Q-score)."""
+
+    def mean_q_summed(a: jax.Array) -> jax.Array:
+        return q_values(config, critic_params, obs, a).mean(axis=0).sum()
+
+    return jax.grad(mean_q_summed)(action)
+
+
+def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
+    """y = r + gamma (1 - terminated) min_j Q_target_j(s', a'), a' from the chain plus noise."""
+    config = agent.config
+    chain_key, noise_key = jax.random.split(key)
+    next_action = sample_policy(
+        config, agent.action_dim, agent.actor_params, agent.schedule, batch.next_obs, chain_key
+    )
+    noise = config.target_noise * jax.random.normal(noise_key, next_action.shape)
+    noise = jnp.clip(noise, -config.target_noise_clip, config.target_noise_clip)
+    next_action = jnp.clip(next_action + noise, -1.0, 1.0)
+    next_q = q_values(config, agent.target_critic_params, batch.next_obs, next_action).min(axis=0)
+    return batch.reward + config.discount * (1.0 - batch.terminated) * next_q
+
+
+def critic_loss(
+    config: QSMConfig, critic_params: Params, batch: Batch, target: jax.Array
+) -> tuple[jax.Array, Metrics]:
+    """sum_j mean_batch (Q_phi_j(s, a) - y)^2 with the target y held fixed."""
+    q = q_values(config, critic_params, batch.obs, batch.action)
+    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_std": q.std()}
+
+
+def qsm_actor_loss(
+    config: QSMConfig,
+    action_dim: int,
+    actor_params: Params,
+    critic_params: Params,
+    schedule: Schedule,
+    batch: Batch,
+    key: jax.Array,
+) -> tuple[jax.Array, Metrics]:
+    """The QSM loss: mean_batch || eps_theta(s, a_k, k) + alpha * g(s, a_k) ||^2.
+
+    g is the critics' action-gradient at the noised replay action, held fixed
+    (stop-gradient), so only theta receives gradient.
+    """
+    step_key, noise_key = jax.random.split(key)
+    batch_size = batch.action.shape[0]
+    steps = jax.random.randint(step_key, (batch_size, 1), 0, config.num_diffusion_steps)
+    noise = jax.random.normal(noise_key, batch.action.shape)
+    noisy_action = noise_actions(schedule, batch.action, steps[:, 0], noise)
+    g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, noisy_action))
+    target_eps = -config.q_score_scale * g
+    eps = score_net(config, action_dim).apply(
+        {"params": actor_params}, batch.obs, noisy_action, steps
+    )
+    loss = ((eps - target_eps) ** 2).sum(axis=-1).mean()
+    cosine = -(eps * g).sum(-1) / (
+        jnp.linalg.norm(eps, axis=-1) * jnp.linalg.norm(g, axis=-1) + 1e-8
+    )
+    metrics = {
+        "actor_loss": loss,
+        "q_grad_norm": jnp.linalg.norm(g, axis=-1).mean(),
+        "eps_norm": jnp.linalg.norm(eps, axis=-1).mean(),
+        "score_alignment": cosine.mean(),
+    }
+    return loss, metrics
+
+
+def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgent, Metrics]:
+    """One Adam step of the denoiser on the QSM loss."""
+    config = agent.config
+
+    def loss_fn(actor_params: Params) -> tuple[jax.Array, Metrics]:
+        return qsm_actor_loss(
+            config, agent.action_dim, actor_params, agent.critic_params, agent.schedule, batch, key
+        )
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(agent.actor_params)
+    updates, opt_state = actor_optimizer(config).update(grads, agent.actor_opt_state)
+    metrics["actor_grad_norm"] = optax.global_norm(grads)
+    agent = agent.replace(
+        actor_params=optax.apply_updates(agent.actor_params, updates), actor_opt_state=opt_state
+    )
+    return agent, metrics
+
+
+def update_critic(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgent, Metrics]:
+    """One Adam step of the critics on the TD loss, then the Polyak update of the targets."""
+    config = agent.config
+    target = td_target(agent, batch, key)
+    grads, metrics = jax.grad(lambda p: critic_loss(config, p, batch, target), has_aux=True)(
+        agent.critic_params
+    )
+    updates, opt_state = critic_optimizer(config).update(grads, agent.critic_opt_state)
+    critic_params = optax.apply_updates(agent.critic_params, updates)
+    target_params = optax.incremental_update(critic_params, agent.target_critic_params, config.tau)
+    metrics["critic_grad_norm"] = optax.global_norm(grads)
+    metrics["target_q_mean"] = target.mean()
+    agent = agent.replace(
+        critic_params=critic_params,
+        critic_opt_state=opt_state,
+        target_critic_params=target_params,
+    )
+    return agent, metrics
+
+
+def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
+    """One QSM update: the actor step (Algorithm 1), then the critic step, as the authors do."""
+    rng, actor_key, critic_key = jax.random.split(agent.rng, 3)
+    agent, actor_metrics = update_actor(agent, batch, actor_key)
+    agent, critic_metrics = update_critic(agent, batch, critic_key)
+    lr = actor_learning_rate(agent.config)
+    actor_lr = lr(agent.num_updates) if callable(lr) else jnp.asarray(lr)
+    agent = agent.replace(rng=rng, num_updates=agent.num_updates + 1)
+    return agent, {**actor_metrics, **critic_metrics, "actor_lr": actor_lr}
+
+
+@jax.jit
+def update(agent: QSMAgent, batches: Batch) -> tuple[QSMAgent, Metrics]:
+    """``utd`` consecutive updates in one compiled call; ``batches`` has a leading utd axis.
+
+    Returns the new agent and the metrics of the last update.
+    """
+    agent, metrics = jax.lax.scan(update_step, agent, batches)
+    return agent, jax.tree_util.tree_map(lambda m: m[-1], metrics)

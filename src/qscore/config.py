@@ -1,0 +1,222 @@
+"""Typed, frozen configuration of a qscore run, its presets and its validation.
+
+A run is described by two frozen dataclasses: :class:`QSMConfig` (the learner: networks,
+diffusion chain, losses, optimisers) and :class:`TrainConfig` (the environment and the loop
+around the learner). :class:`RunConfig` holds both. Every constant of the authors' code is a
+field here; the ``paper`` preset reproduces their settings and the ``fast`` preset is the
+same algorithm with 2x256 networks for CPUs and tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+BETA_SCHEDULES = ("vp", "cosine")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the field and the problem."""
+
+
+@dataclass(frozen=True)
+class QSMConfig:
+    """Hyper-parameters of the Q-score matching learner.
+
+    Paper symbols are given in brackets; defaults are the authors' settings (``paper``).
+    """
+
+    num_diffusion_steps: int = 5
+    """[T] number of reverse (denoising) steps of the DDPM policy."""
+    beta_schedule: str = "vp"
+    """Noise schedule beta_t: ``vp`` (the authors' variance-preserving one) or ``cosine``."""
+    beta_min: float = 0.1
+    """[b_min] smallest rate of the continuous VP schedule (``vp`` only)."""
+    beta_max: float = 10.0
+    """[b_max] largest rate of the continuous VP schedule (``vp`` only)."""
+    q_score_scale: float = 50.0
+    """[alpha, the authors' M_q] scale of the target -alpha * grad_a Q for eps_theta."""
+    actor_hidden: tuple[int, ...] = (512, 512)
+    """Hidden widths of the denoiser eps_theta (mish activations)."""
+    critic_hidden: tuple[int, ...] = (512, 512)
+    """Hidden widths of each critic Q_phi_j (relu activations)."""
+    time_features: int = 64
+    """Number of learnable Fourier features of the diffusion step t."""
+    time_hidden: tuple[int, ...] = (128, 128)
+    """Hidden widths of the MLP that embeds the Fourier features of t."""
+    num_critics: int = 2
+    """Size of the critic ensemble (twin critics: 2); TD targets take the minimum."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the denoiser (start of its cosine decay)."""
+    actor_lr_decay_steps: int = 2_000_000
+    """Updates over which the actor learning rate decays to 0 (cosine); 0 keeps it constant."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    discount: float = 0.99
+    """[gamma] discount factor of the TD target."""
+    tau: float = 0.005
+    """[tau] Polyak rate of the target critics."""
+    batch_size: int = 256
+    """Replay transitions per update."""
+    utd: int = 1
+    """Updates per environment step (update-to-data ratio), all in one compiled call."""
+    exploration_noise: float = 0.1
+    """Std of the Gaussian noise added to sampled actions while collecting data."""
+    target_noise: float = 0.1
+    """[sigma_target] std of the Gaussian noise added to next actions in the TD target."""
+    target_noise_clip: float = 0.5
+    """Bound of the target-action noise (TD3 convention; 5 sigma, so rarely active)."""
+    sampling_temperature: float = 1.0
+    """Scale of the noise injected at each reverse step (1.0: plain DDPM)."""
+    clip_sampler: bool = True
+    """Clip every reverse-chain iterate a_t to [-1, 1]."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The environment and the loop around the learner."""
+
+    env_id: str = "Hopper-v4"
+    """Gymnasium id of a task with a Box action space."""
+    seed: int = 0
+    """Seeds the networks, the replay sampling, the training env and (offset) the eval env."""
+    total_steps: int = 1_000_000
+    """Environment steps of the run."""
+    warmup_steps: int = 10_000
+    """Initial steps with uniform-random actions and no updates."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (oldest are overwritten)."""
+    eval_every: int = 10_000
+    """Environment steps between evaluations (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation, on a separate env instance, without exploration noise."""
+    checkpoint_every: int = 100_000
+    """Environment steps between periodic checkpoints (0: only the final one)."""
+    log_every: int = 1_000
+    """Environment steps between rows of train.csv and TensorBoard scalars."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: the learner's and the loop's configuration."""
+
+    agent: QSMConfig = field(default_factory=QSMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "paper"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> RunConfig:
+        """Rebuild a config written by :meth:`to_dict` (lists become tuples again)."""
+        agent = _from_flat(QSMConfig, data.get("agent", {}))
+        train = _from_flat(TrainConfig, data.get("train", {}))
+        return validate(RunConfig(agent=agent, train=train, preset=data.get("preset", "paper")))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "fast": {"actor_hidden": (256, 256), "critic_hidden": (256, 256)},
+}
+"""Named overrides of :class:`QSMConfig` defaults. ``paper`` is the authors' setting."""
+
+
+def _from_flat(cls: type, values: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    converted = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        converted[name] = tuple(value) if isinstance(default, tuple) else value
+    return cls(**converted)
+
+
+def make_config(
+    preset: str = "paper",
+    agent_overrides: dict[str, Any] | None = None,
+    train_overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Build and validate a run config from a preset name plus field overrides."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    agent_values = {**PRESETS[preset], **(agent_overrides or {})}
+    agent = _from_flat(QSMConfig, agent_values)
+    train = _from_flat(TrainConfig, train_overrides or {})
+    return validate(RunConfig(agent=agent, train=train, preset=preset))
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check every field's type and range; raise :class:`ConfigError` naming the first bad one."""
+    for section in (config.agent, config.train):
+        for f in fields(section):
+            value = getattr(section, f.name)
+            default = getattr(type(section)(), f.name)
+            if isinstance(default, bool):
+                _require(isinstance(value, bool), f"{f.name} must be true or false, got {value!r}")
+            elif isinstance(default, int):
+                _require(
+                    isinstance(value, int) and not isinstance(value, bool),
+                    f"{f.name} must be an integer, got {value!r}",
+                )
+            elif isinstance(default, float):
+                _require(
+                    _is_finite_number(value), f"{f.name} must be a finite number, got {value!r}"
+                )
+            elif isinstance(default, tuple):
+                _require(
+                    isinstance(value, tuple)
+                    and len(value) > 0
+                    and all(isinstance(w, int) and w > 0 for w in value),
+                    f"{f.name} must be a non-empty list of positive widths, got {value!r}",
+                )
+    a, t = config.agent, config.train
+    _require(a.num_diffusion_steps >= 1, "num_diffusion_steps (T) must be >= 1")
+    _require(
+        a.beta_schedule in BETA_SCHEDULES,
+        f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {a.beta_schedule!r}",
+    )
+    _require(0 < a.beta_min < a.beta_max, "need 0 < beta_min < beta_max")
+    _require(a.q_score_scale > 0, "q_score_scale (alpha) must be > 0")
+    _require(a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2")
+    _require(a.num_critics >= 1, "num_critics must be >= 1")
+    for name in ("actor_lr", "critic_lr"):
+        _require(getattr(a, name) > 0, f"{name} must be > 0")
+    _require(a.actor_lr_decay_steps >= 0, "actor_lr_decay_steps must be >= 0")
+    _require(0 <= a.discount < 1, "discount (gamma) must be in [0, 1)")
+    _require(0 < a.tau <= 1, "tau must be in (0, 1]")
+    _require(a.batch_size >= 1, "batch_size must be >= 1")
+    _require(a.utd >= 1, "utd must be >= 1")
+    for name in ("exploration_noise", "target_noise", "target_noise_clip", "sampling_temperature"):
+        _require(getattr(a, name) >= 0, f"{name} must be >= 0")
+    _require(t.total_steps >= 1, "total_steps must be >= 1")
+    _require(t.warmup_steps >= 0, "warmup_steps must be >= 0")
+    _require(t.buffer_size >= 1, "buffer_size must be >= 1")
+    _require(
+        a.batch_size <= t.buffer_size,
+        f"batch_size ({a.batch_size}) is larger than buffer_size ({t.buffer_size})",
+    )
+    for name in ("eval_every", "checkpoint_every", "seed"):
+        _require(getattr(t, name) >= 0, f"{name} must be >= 0")
+    _require(t.eval_episodes >= 1, "eval_episodes must be >= 1")
+    _require(t.log_every >= 1, "log_every must be >= 1")
+    _require(bool(t.env_id), "env_id must not be empty")
+    return config
+
+
+def with_overrides(config: RunConfig, **train_overrides: Any) -> RunConfig:
+    """A copy of ``config`` with some TrainConfig fields replaced, validated."""
+    return validate(replace(config, train=replace(config.train, **train_overrides)))

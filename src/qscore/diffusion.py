@@ -1,0 +1,112 @@
+"""Noise schedules and the DDPM reverse chain that turns Gaussian noise into actions.
+
+Indices run over k = 0 .. T-1 (the paper's t = k + 1). The forward process noises an action
+a_0 to a_k = sqrt(alpha_bar_k) a_0 + sqrt(1 - alpha_bar_k) eps; the reverse chain starts from
+a_T ~ N(0, I) and applies, for k = T-1 down to 0,
+
+    a_{k-1} = (a_k - beta_k / sqrt(1 - alpha_bar_k) * eps_theta(s, a_k, k)) / sqrt(alpha_k)
+              + [k > 0] * sqrt(beta_k) * temperature * z,
+
+clipping each iterate to [-1, 1] when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Schedule(NamedTuple):
+    """The noise schedule as arrays of length T (a pytree, so it can live in the agent)."""
+
+    betas: jax.Array
+    """[beta_t] per-step noise variance."""
+    alphas: jax.Array
+    """[alpha_t = 1 - beta_t]."""
+    alpha_bars: jax.Array
+    """[alpha_bar_t = prod_{i<=t} alpha_i], strictly decreasing in (0, 1)."""
+
+
+def vp_betas(num_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> np.ndarray:
+    """Betas of the variance-preserving SDE with a linear rate beta(u) from b_min to b_max.
+
+    Step t of T integrates the rate over u in [(t-1)/T, t/T]:
+    alpha_t = exp(-b_min / T - (b_max - b_min) (2t - 1) / (2 T^2)).
+    """
+    t = np.arange(1, num_steps + 1, dtype=np.float64)
+    log_alphas = -beta_min / num_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / num_steps**2
+    return 1.0 - np.exp(log_alphas)
+
+
+def cosine_betas(num_steps: int, offset: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Betas of the cosine schedule (Nichol and Dhariwal 2021): alpha_bar(u) = cos^2 of u."""
+    u = np.linspace(0.0, 1.0, num_steps + 1, dtype=np.float64)
+    f = np.cos((u + offset) / (1 + offset) * np.pi / 2) ** 2
+    alpha_bars = f / f[0]
+    return np.clip(1.0 - alpha_bars[1:] / alpha_bars[:-1], 0.0, max_beta)
+
+
+def make_schedule(
+    kind: str, num_steps: int, beta_min: float = 0.1, beta_max: float = 10.0
+) -> Schedule:
+    """Build a :class:`Schedule` of ``num_steps`` steps; ``kind`` is ``vp`` or ``cosine``."""
+    if kind == "vp":
+        betas = vp_betas(num_steps, beta_min, beta_max)
+    elif kind == "cosine":
+        betas = cosine_betas(num_steps)
+    else:
+        raise ValueError(f"unknown beta schedule {kind!r}")
+    alphas = 1.0 - betas
+    alpha_bars = np.cumprod(alphas)
+    return Schedule(
+        betas=jnp.asarray(betas, jnp.float32),
+        alphas=jnp.asarray(alphas, jnp.float32),
+        alpha_bars=jnp.asarray(alpha_bars, jnp.float32),
+    )
+
+
+def noise_actions(
+    schedule: Schedule, actions: jax.Array, steps: jax.Array, noise: jax.Array
+) -> jax.Array:
+    """Forward process: a_k = sqrt(alpha_bar_k) a_0 + sqrt(1 - alpha_bar_k) eps, per row."""
+    alpha_bar = schedule.alpha_bars[steps][:, None]
+    return jnp.sqrt(alpha_bar) * actions + jnp.sqrt(1.0 - alpha_bar) * noise
+
+
+DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]
+"""eps_theta(a_k, k) for a batch: noisy actions (B, d) and step indices (B, 1) -> noise (B, d)."""
+
+
+def sample_chain(
+    denoise: DenoiseFn,
+    schedule: Schedule,
+    key: jax.Array,
+    shape: tuple[int, int],
+    temperature: float = 1.0,
+    clip: bool = True,
+) -> jax.Array:
+    """Run the T reverse steps from a_T ~ N(0, I) and return a_0 of ``shape`` (B, d)."""
+    num_steps = schedule.betas.shape[0]
+    init_key, step_keys = jax.random.split(key)
+    actions = jax.random.normal(init_key, shape)
+    step_keys = jax.random.split(step_keys, num_steps)
+
+    def reverse_step(actions: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple:
+        k, step_key = inputs
+        steps = jnp.full((shape[0], 1), k)
+        eps = denoise(actions, steps)
+        beta, alpha, alpha_bar = schedule.betas[k], schedule.alphas[k], schedule.alpha_bars[k]
+        mean = (actions - beta / jnp.sqrt(1.0 - alpha_bar) * eps) / jnp.sqrt(alpha)
+        z = jax.random.normal(step_key, shape)
+        actions = mean + (k > 0) * jnp.sqrt(beta) * temperature * z
+        if clip:
+            actions = jnp.clip(actions, -1.0, 1.0)
+        return actions, None
+
+    ks = jnp.arange(num_steps - 1, -1, -1)
+    actions, _ = jax.lax.scan(reverse_step, actions, (ks, step_keys[ks]))
+    return actions

@@ -1,0 +1,73 @@
+"""Creating Gymnasium environments with checked spaces and actions rescaled to [-1, 1]."""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+import gymnasium as gym
+import numpy as np
+
+# Offscreen rendering without a display; must be set before mujoco is first imported.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+class EnvError(ValueError):
+    """An environment qscore cannot train on; the message says why."""
+
+
+def registered_env_ids() -> list[str]:
+    return sorted(gym.registry.keys())
+
+
+def _unknown_env_message(env_id: str) -> str:
+    close = difflib.get_close_matches(env_id, registered_env_ids(), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown environment id {env_id!r}{hint}"
+
+
+def check_spaces(env_id: str, env: gym.Env) -> None:
+    """Refuse action and observation spaces the learner cannot handle."""
+    action_space, obs_space = env.action_space, env.observation_space
+    if not isinstance(action_space, gym.spaces.Box):
+        raise EnvError(
+            f"{env_id} has a {type(action_space).__name__} action space; qscore needs a "
+            "continuous Box action space"
+        )
+    if len(action_space.shape) != 1:
+        raise EnvError(f"{env_id} has actions of shape {action_space.shape}; need a flat vector")
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise EnvError(f"{env_id} has unbounded actions; qscore needs finite action bounds")
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise EnvError(
+            f"{env_id} has a {type(obs_space).__name__} observation space; qscore needs a flat "
+            "Box of floats (flatten dict observations with a wrapper first)"
+        )
+    if len(obs_space.shape) != 1:
+        raise EnvError(
+            f"{env_id} has observations of shape {obs_space.shape} (images or grids); qscore "
+            "handles flat state vectors only"
+        )
+
+
+def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+    """A Gymnasium env whose actions are rescaled to [-1, 1]; ``seed`` seeds its action space.
+
+    The first ``reset`` must still be given the seed (see :func:`qscore.train`).
+    """
+    if env_id not in gym.registry:
+        raise EnvError(_unknown_env_message(env_id))
+    kwargs = {"render_mode": render_mode} if render_mode else {}
+    env = gym.make(env_id, **kwargs)
+    check_spaces(env_id, env)
+    low, high = env.action_space.low, env.action_space.high
+    if not (np.all(low == -1.0) and np.all(high == 1.0)):
+        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def space_dims(env: gym.Env) -> tuple[int, int]:
+    """(observation size, action size) of a checked env."""
+    return int(env.observation_space.shape[0]), int(env.action_space.shape[0])

@@ -1,0 +1,96 @@
+"""Flax modules: MLP, learnable Fourier time features, the denoiser and the critic ensemble."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu,
+    "mish": lambda x: x * jnp.tanh(nn.softplus(x)),
+}
+
+
+class MLP(nn.Module):
+    """Dense layers of widths ``hidden``, each followed by ``activation``, then an output layer."""
+
+    hidden: Sequence[int]
+    output_dim: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = act(nn.Dense(width)(x))
+        return nn.Dense(self.output_dim)(x)
+
+
+class FourierTimeFeatures(nn.Module):
+    """Learnable Fourier features of the diffusion step: [cos(2 pi k W), sin(2 pi k W)]."""
+
+    num_features: int = 64
+    init_scale: float = 0.2
+
+    @nn.compact
+    def __call__(self, steps: jax.Array) -> jax.Array:
+        frequencies = self.param(
+            "frequencies",
+            nn.initializers.normal(self.init_scale),
+            (steps.shape[-1], self.num_features // 2),
+        )
+        phases = 2.0 * jnp.pi * steps.astype(jnp.float32) @ frequencies
+        return jnp.concatenate([jnp.cos(phases), jnp.sin(phases)], axis=-1)
+
+
+class ScoreNet(nn.Module):
+    """The denoiser eps_theta(s, a_k, k): predicts the noise in a noisy action a_k.
+
+    The step index k goes through Fourier features and an MLP; the result is concatenated
+    with the noisy action and the observation and fed to a mish MLP.
+    """
+
+    action_dim: int
+    hidden: Sequence[int] = (512, 512)
+    time_features: int = 64
+    time_hidden: Sequence[int] = (128, 128)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, noisy_action: jax.Array, steps: jax.Array) -> jax.Array:
+        t_features = FourierTimeFeatures(self.time_features)(steps)
+        t_embedding = MLP(self.time_hidden[:-1], self.time_hidden[-1], "mish")(t_features)
+        x = jnp.concatenate([noisy_action, obs, t_embedding], axis=-1)
+        return MLP(self.hidden, self.action_dim, "mish")(x)
+
+
+class Critic(nn.Module):
+    """One action-value network Q_phi(s, a) -> scalar."""
+
+    hidden: Sequence[int] = (512, 512)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        return MLP(self.hidden, 1, "relu")(x)[..., 0]
+
+
+class CriticEnsemble(nn.Module):
+    """``num`` independent critics evaluated together; returns Q values of shape (num, B)."""
+
+    hidden: Sequence[int] = (512, 512)
+    num: int = 2
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        ensemble = nn.vmap(
+            Critic,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num,
+        )
+        return ensemble(self.hidden)(obs, action)

@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from qscore.envs import EnvError, make_env, space_dims
+
+
+def test_unknown_env_suggests_close_ids():
+    with pytest.raises(EnvError, match="unknown environment id 'Pendulum-v9'.*Pendulum-v1"):
+        make_env("Pendulum-v9")
+
+
+def test_discrete_action_space_is_refused():
+    with pytest.raises(EnvError, match="Discrete action space"):
+        make_env("CartPole-v1")
+
+
+def test_actions_are_rescaled_to_unit_box():
+    env = make_env("Pendulum-v1", seed=0)  # native torque bounds are [-2, 2]
+    np.testing.assert_array_equal(env.action_space.low, [-1.0])
+    np.testing.assert_array_equal(env.action_space.high, [1.0])
+    assert space_dims(env) == (3, 1)
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v4", "Hopper-v5"])
+def test_mujoco_v4_and_v5_run(env_id):
+    env = make_env(env_id, seed=0)
+    obs, _ = env.reset(seed=0)
+    obs, reward, *_ = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert obs.shape == (11,) and np.isfinite(reward)

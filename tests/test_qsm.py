@@ -1,0 +1,173 @@
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from qscore.agents.qsm import (
+    create_qsm,
+    critic_loss,
+    q_values,
+    qsm_actor_loss,
+    sample_policy,
+    td_target,
+    update,
+    update_actor,
+)
+from qscore.checkpoint import load_checkpoint, save_checkpoint
+from qscore.replay import Batch
+
+OBS_DIM, ACTION_DIM = 4, 2
+
+
+def _batch(n: int, seed: int = 0, terminated: float = 0.0) -> Batch:
+    rng = np.random.default_rng(seed)
+    return Batch(
+        obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        action=rng.uniform(-1, 1, size=(n, ACTION_DIM)).astype(np.float32),
+        reward=rng.normal(size=(n,)).astype(np.float32),
+        next_obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        terminated=np.full((n,), terminated, np.float32),
+    )
+
+
+def _stack(batch: Batch, utd: int) -> Batch:
+    return Batch(*(np.stack([x] * utd) for x in batch))
+
+
+def _leaves_equal(a, b) -> bool:
+    return all(
+        np.array_equal(x, y)
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
+
+
+def test_actor_loss_sends_no_gradient_into_the_critics(tiny_config):
+    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
+    batch = _batch(16)
+
+    def loss(actor_params, critic_params):
+        return qsm_actor_loss(
+            tiny_config, ACTION_DIM, actor_params, critic_params, agent.schedule, batch,
+            jax.random.PRNGKey(0),
+        )[0]
+
+    actor_grads, critic_grads = jax.grad(loss, argnums=(0, 1))(
+        agent.actor_params, agent.critic_params
+    )
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree_util.tree_leaves(critic_grads))
+    assert optax.global_norm(actor_grads) > 0
+
+
+def test_actor_update_leaves_critics_untouched(tiny_config):
+    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
+    new, _ = update_actor(agent, _batch(16), jax.random.PRNGKey(1))
+    assert _leaves_equal(new.critic_params, agent.critic_params)
+    assert not _leaves_equal(new.actor_params, agent.actor_params)
+
+
+def _constant_critics(params, constants):
+    """Critic params whose j-th network outputs constants[j] for every input."""
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    ensemble = zeros["VmapCritic_0"]["MLP_0"]
+    last = sorted(ensemble)[-1]
+    ensemble[last]["bias"] = jnp.asarray(constants, jnp.float32)[:, None]
+    return zeros
+
+
+def test_td_target_bootstraps_unless_terminated(tiny_config):
+    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
+    agent = agent.replace(target_critic_params=_constant_critics(agent.critic_params, [3.0, 5.0]))
+    key = jax.random.PRNGKey(0)
+    gamma = tiny_config.discount
+    # Truncated (time-limit) transitions are stored as not terminated: they bootstrap from
+    # the minimum of the target critics.
+    alive = _batch(8, terminated=0.0)
+    np.testing.assert_allclose(td_target(agent, alive, key), alive.reward + gamma * 3.0, rtol=1e-6)
+    dead = _batch(8, terminated=1.0)
+    np.testing.assert_allclose(td_target(agent, dead, key), dead.reward, rtol=1e-6)
+
+
+def test_critic_loss_sums_over_the_ensemble(tiny_config):
+    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
+    params = _constant_critics(agent.critic_params, [1.0, 2.0])
+    batch = _batch(8)
+    loss, _ = critic_loss(tiny_config, params, batch, jnp.zeros(8))
+    np.testing.assert_allclose(loss, 1.0 + 4.0, rtol=1e-6)
+
+
+def test_utd_performs_that_many_updates_in_one_call(tiny_config):
+    config = dataclasses.replace(tiny_config, utd=3)
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    new, metrics = update(agent, _stack(_batch(16), 3))
+    assert int(new.num_updates) == 3
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_same_seed_same_result_different_seed_differs(tiny_config):
+    batch = _stack(_batch(16), 1)
+    run = [update(create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=s), batch)[0] for s in (0, 0, 1)]
+    assert _leaves_equal(run[0], run[1])
+    assert not _leaves_equal(run[0].actor_params, run[2].actor_params)
+
+
+def test_save_load_gives_identical_actions(tiny_config, tmp_path: Path):
+    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
+    for i in range(3):
+        agent, _ = update(agent, _stack(_batch(16, seed=i), 1))
+    save_checkpoint(tmp_path / "agent.msgpack", agent, {"step": 3})
+    template = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=123)
+    loaded, meta = load_checkpoint(tmp_path / "agent.msgpack", template)
+    assert meta == {"step": 3}
+    assert _leaves_equal(loaded, agent)
+    obs = np.ones(OBS_DIM, np.float32)
+    for explore in (False, True):
+        a1, _ = agent.act(obs, jax.random.PRNGKey(7), explore)
+        a2, _ = loaded.act(obs, jax.random.PRNGKey(7), explore)
+        np.testing.assert_array_equal(a1, a2)
+
+
+def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config):
+    """One-state bandit: fit the critics to Q(a) = -|a - a*|^2, freeze them, train the actor."""
+    config = dataclasses.replace(tiny_config, batch_size=128, q_score_scale=1.0, actor_lr=1e-3)
+    best = jnp.array([0.6, -0.4])
+    agent = create_qsm(config, 1, ACTION_DIM, seed=0)
+    obs = jnp.zeros((256, 1))
+    key = jax.random.PRNGKey(0)
+
+    def fit_loss(params, actions):
+        q = q_values(config, params, obs, actions)
+        return ((q + ((actions - best) ** 2).sum(-1)) ** 2).mean()
+
+    params, opt = agent.critic_params, optax.adam(3e-3)
+    opt_state = opt.init(params)
+    for _ in range(600):
+        key, sub = jax.random.split(key)
+        grads = jax.grad(fit_loss)(params, jax.random.uniform(sub, (256, ACTION_DIM), minval=-1))
+        updates, opt_state = opt.update(grads, opt_state)
+        params = optax.apply_updates(params, updates)
+    agent = agent.replace(critic_params=params)
+
+    def distances(agent, key):
+        """Mean distance of sampled actions to a*, and distance of their mean to a*."""
+        actions = sample_policy(config, ACTION_DIM, agent.actor_params, agent.schedule, obs, key)
+        return (
+            float(jnp.linalg.norm(actions - best, axis=-1).mean()),
+            float(jnp.linalg.norm(actions.mean(0) - best)),
+        )
+
+    before, before_of_mean = distances(agent, jax.random.PRNGKey(1))
+    step = jax.jit(update_actor)
+    for i in range(400):
+        key, data_key, update_key = jax.random.split(key, 3)
+        replay = jax.random.uniform(data_key, (128, ACTION_DIM), minval=-1)
+        batch = Batch(jnp.zeros((128, 1)), replay, jnp.zeros(128), jnp.zeros((128, 1)), jnp.zeros(128))
+        agent, _ = step(agent, batch, update_key)
+    after, after_of_mean = distances(agent, jax.random.PRNGKey(1))
+    # The untrained chain spreads actions over the box, centred near 0 (|a*| = 0.72).
+    assert before > 1.0 and before_of_mean > 0.6
+    # QSM pulls the samples toward a*; with the sign flipped they would pile up at (-1, 1).
+    assert after < 0.5, (before, after)
+    assert after_of_mean < 0.4, (before_of_mean, after_of_mean)
