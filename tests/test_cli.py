@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qscore.cli import main
+from qscore.logs import read_csv
+
+TINY_FLAGS = [
+    "--preset", "fast", "--actor-hidden", "32,32", "--critic-hidden", "32,32",
+    "--time-features", "8", "--time-hidden", "16,16", "--batch-size", "16",
+]
+
+
+def test_train_then_eval_with_video_end_to_end(tmp_path):
+    run, video = tmp_path / "run", tmp_path / "video.mp4"
+    train = subprocess.run(
+        [sys.executable, "-m", "qscore.cli", "train", "--algo", "qsm", "--env",
+         "InvertedPendulum-v4", "--steps", "400", "--seed", "1", "--warmup-steps", "200",
+         "--eval-every", "200", "--eval-episodes", "2", "--checkpoint-every", "200",
+         "--q-score-scale", "120", "--out", str(run), *TINY_FLAGS],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert train.returncode == 0, train.stderr
+    assert "final eval return" in train.stdout
+    assert "step/s" in train.stderr and "eval_return" in train.stderr  # the progress bar
+    config = json.loads((run / "config.json").read_text())
+    assert config["agent"]["q_score_scale"] == 120.0 and config["train"]["total_steps"] == 400
+    assert len(read_csv(run / "eval.csv")) == 2
+
+    evaluate = subprocess.run(
+        [sys.executable, "-m", "qscore.cli", "eval", str(run), "--episodes", "2",
+         "--video", str(video)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert "return" in evaluate.stdout and "+-" in evaluate.stdout
+    assert video.stat().st_size > 1000
+
+
+def _error_of(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--env", "Hoper-v4"], "unknown environment id 'Hoper-v4'; did you mean Hopper-v4"),
+        (["--env", "CartPole-v1"], "Discrete action space"),
+        (["--num-diffusion-steps", "0"], "num_diffusion_steps (T) must be >= 1"),
+        (["--actor-lr", "-0.1"], "actor_lr must be > 0"),
+        (["--batch-size", "64", "--buffer-size", "10"], "larger than buffer_size"),
+        (["--preset", "huge"], "unknown preset 'huge'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, flags, message):
+    code, err = _error_of(capsys, ["train", "--out", str(tmp_path / "run"), *flags])
+    assert code == 2
+    assert err.startswith("qscore: error:") and "\n" not in err
+    assert message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_dir_needs_overwrite(capsys, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    code, err = _error_of(capsys, ["train", "--out", str(tmp_path / "run"), "--env", "Pendulum-v1"])
+    assert code == 2 and "--overwrite" in err
+    assert (tmp_path / "run" / "config.json").read_text() == "{}"
+
+
+def test_unknown_flag_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", "x", "--no-such-flag", "1"])
+    assert exit_info.value.code == 2
+
+
+def test_eval_of_a_missing_run(capsys, tmp_path):
+    code, err = _error_of(capsys, ["eval", str(tmp_path / "nothing")])
+    assert code == 2 and "not a run directory" in err

@@ -1,0 +1,48 @@
+import pytest
+
+from qscore.config import ConfigError, QSMConfig, RunConfig, make_config
+
+
+def test_paper_preset_is_the_authors_setting():
+    agent = make_config("paper").agent
+    assert agent == QSMConfig()
+    assert (agent.num_diffusion_steps, agent.beta_schedule, agent.q_score_scale) == (5, "vp", 50.0)
+    assert agent.actor_hidden == agent.critic_hidden == (512, 512)
+    assert (agent.batch_size, agent.actor_lr, agent.discount, agent.tau) == (256, 3e-4, 0.99, 0.005)
+    assert make_config("paper").train.warmup_steps == 10_000
+
+
+def test_fast_preset_only_shrinks_the_networks():
+    fast, paper = make_config("fast").agent, make_config("paper").agent
+    assert fast.actor_hidden == fast.critic_hidden == (256, 256)
+    assert fast.q_score_scale == paper.q_score_scale
+    assert fast.num_diffusion_steps == paper.num_diffusion_steps
+
+
+def test_round_trip_through_a_dict():
+    config = make_config("fast", {"q_score_scale": 120.0}, {"env_id": "Pendulum-v1"})
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("agent", "train", "message"),
+    [
+        ({"num_diffusion_steps": 0}, {}, "num_diffusion_steps"),
+        ({"actor_lr": -1e-3}, {}, "actor_lr"),
+        ({"q_score_scale": float("nan")}, {}, "q_score_scale"),
+        ({"batch_size": 512}, {"buffer_size": 100}, "batch_size .* larger than buffer_size"),
+        ({"beta_schedule": "sigmoid"}, {}, "beta_schedule"),
+        ({"actor_hidden": ()}, {}, "actor_hidden"),
+        ({"discount": 1.5}, {}, "discount"),
+        ({}, {"total_steps": 0}, "total_steps"),
+        ({"no_such_field": 1}, {}, "unknown QSMConfig field"),
+    ],
+)
+def test_invalid_values_name_the_field(agent, train, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("paper", agent, train)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        make_config("huge")

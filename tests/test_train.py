@@ -1,0 +1,98 @@
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from qscore.config import make_config
+from qscore.logs import read_csv
+from qscore.replay import ReplayBuffer
+from qscore.train import RunDirError, collect_transition, train
+
+from .conftest import TINY
+
+
+class _CountdownEnv(gym.Env):
+    """Episodes of 3 steps that end by termination or by truncation (a time limit)."""
+
+    observation_space = gym.spaces.Box(-10, 10, (1,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def __init__(self, ends_by: str) -> None:
+        self.ends_by, self.t = ends_by, 0
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        end = self.t == 3
+        obs = np.full(1, self.t, np.float32)
+        return obs, 1.0, end and self.ends_by == "terminated", end and self.ends_by == "truncated", {}
+
+
+@pytest.mark.parametrize("ends_by", ["terminated", "truncated"])
+def test_only_termination_stops_bootstrapping(ends_by):
+    env, buffer = _CountdownEnv(ends_by), ReplayBuffer(1, 1, 10)
+    obs, _ = env.reset()
+    ended = []
+    for _ in range(3):
+        obs, _, episode_ended = collect_transition(env, obs, np.zeros(1, np.float32), buffer)
+        ended.append(episode_ended)
+    assert ended == [False, False, True]
+    np.testing.assert_array_equal(obs, [0.0])  # the env was reset for the next episode
+    np.testing.assert_array_equal(buffer.next_obs[:3, 0], [1, 2, 3])  # true final observation
+    expected_flag = 1.0 if ends_by == "terminated" else 0.0
+    np.testing.assert_array_equal(buffer.terminated[:3], [0.0, 0.0, expected_flag])
+
+
+def _tiny_run(**train):
+    values = {"env_id": "Pendulum-v1", "total_steps": 300, "warmup_steps": 100,
+              "eval_every": 150, "eval_episodes": 1, "checkpoint_every": 150, "log_every": 100}
+    return make_config("fast", TINY, {**values, **train})
+
+
+def test_run_directory_contents(tmp_path):
+    run = tmp_path / "run"
+    summary = train(_tiny_run(), run, progress=False)
+    config = json.loads((run / "config.json").read_text())
+    assert config["agent"]["actor_hidden"] == [32, 32] and config["preset"] == "fast"
+    assert config["versions"]["jax"] and "git_commit" in config
+    evals = read_csv(run / "eval.csv")
+    assert [int(r["step"]) for r in evals] == [150, 300]
+    assert {"step", "return_mean", "return_std", "episodes", "wall_time"} <= set(evals[0])
+    rows = read_csv(run / "train.csv")
+    assert [int(r["step"]) for r in rows] == [100, 200, 300]
+    for column in ("critic_loss", "actor_loss", "q_mean", "q_grad_norm", "steps_per_sec"):
+        assert math.isfinite(float(rows[-1][column])), column
+    assert rows[0]["critic_loss"] == ""  # no update during the warm-up
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "final.msgpack", "step_000000150.msgpack", "step_000000300.msgpack"
+    ]
+    assert any((run / "tensorboard").iterdir())
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["status"] == "completed" and saved["steps"] == 300
+    logged = [float(r["return_mean"]) for r in evals]  # CSV keeps 6 significant digits
+    assert saved["final_eval"]["return_mean"] == pytest.approx(logged[-1], rel=1e-5)
+    assert saved["best_eval"]["return_mean"] == pytest.approx(max(logged), rel=1e-5)
+    assert summary == saved
+
+
+def test_same_seed_gives_identical_logs(tmp_path):
+    def losses(name, seed):
+        train(_tiny_run(seed=seed), tmp_path / name, progress=False)
+        return [r["critic_loss"] for r in read_csv(tmp_path / name / "train.csv")]
+
+    assert losses("a", 3) == losses("b", 3)
+    assert losses("c", 4) != losses("d", 3)
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    run = tmp_path / "run"
+    (run).mkdir()
+    (run / "eval.csv").write_text("precious\n")
+    with pytest.raises(RunDirError, match="already exists"):
+        train(_tiny_run(), run, progress=False)
+    assert (run / "eval.csv").read_text() == "precious\n"
