@@ -8,19 +8,54 @@ from qscore.cli import main
 from qscore.logs import read_csv
 
 TINY_FLAGS = [
-    "--preset", "fast", "--actor-hidden", "32,32", "--critic-hidden", "32,32",
-    "--time-features", "8", "--time-hidden", "16,16", "--batch-size", "16",
+    "--preset",
+    "fast",
+    "--actor-hidden",
+    "32,32",
+    "--critic-hidden",
+    "32,32",
+    "--time-features",
+    "8",
+    "--time-hidden",
+    "16,16",
+    "--batch-size",
+    "16",
 ]
 
 
 def test_train_then_eval_with_video_end_to_end(tmp_path):
     run, video = tmp_path / "run", tmp_path / "video.mp4"
     train = subprocess.run(
-        [sys.executable, "-m", "qscore.cli", "train", "--algo", "qsm", "--env",
-         "InvertedPendulum-v4", "--steps", "400", "--seed", "1", "--warmup-steps", "200",
-         "--eval-every", "200", "--eval-episodes", "2", "--checkpoint-every", "200",
-         "--q-score-scale", "120", "--out", str(run), *TINY_FLAGS],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "qscore.cli",
+            "train",
+            "--algo",
+            "qsm",
+            "--env",
+            "InvertedPendulum-v4",
+            "--steps",
+            "400",
+            "--seed",
+            "1",
+            "--warmup-steps",
+            "200",
+            "--eval-every",
+            "200",
+            "--eval-episodes",
+            "2",
+            "--checkpoint-every",
+            "200",
+            "--q-score-scale",
+            "120",
+            "--out",
+            str(run),
+            *TINY_FLAGS,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert train.returncode == 0, train.stderr
     assert "final eval return" in train.stdout
@@ -30,9 +65,20 @@ def test_train_then_eval_with_video_end_to_end(tmp_path):
     assert len(read_csv(run / "eval.csv")) == 2
 
     evaluate = subprocess.run(
-        [sys.executable, "-m", "qscore.cli", "eval", str(run), "--episodes", "2",
-         "--video", str(video)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "qscore.cli",
+            "eval",
+            str(run),
+            "--episodes",
+            "2",
+            "--video",
+            str(video),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert evaluate.returncode == 0, evaluate.stderr
     assert "return" in evaluate.stdout and "+-" in evaluate.stdout

@@ -50,7 +50,12 @@ def test_actor_loss_sends_no_gradient_into_the_critics(tiny_config):
 
     def loss(actor_params, critic_params):
         return qsm_actor_loss(
-            tiny_config, ACTION_DIM, actor_params, critic_params, agent.schedule, batch,
+            tiny_config,
+            ACTION_DIM,
+            actor_params,
+            critic_params,
+            agent.schedule,
+            batch,
             jax.random.PRNGKey(0),
         )[0]
 
@@ -108,7 +113,9 @@ def test_utd_performs_that_many_updates_in_one_call(tiny_config):
 
 def test_same_seed_same_result_different_seed_differs(tiny_config):
     batch = _stack(_batch(16), 1)
-    run = [update(create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=s), batch)[0] for s in (0, 0, 1)]
+    run = [
+        update(create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=s), batch)[0] for s in (0, 0, 1)
+    ]
     assert _leaves_equal(run[0], run[1])
     assert not _leaves_equal(run[0].actor_params, run[2].actor_params)
 
@@ -160,10 +167,11 @@ def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config)
 
     before, before_of_mean = distances(agent, jax.random.PRNGKey(1))
     step = jax.jit(update_actor)
-    for i in range(400):
+    obs_rows, zeros = jnp.zeros((128, 1)), jnp.zeros(128)
+    for _ in range(400):
         key, data_key, update_key = jax.random.split(key, 3)
         replay = jax.random.uniform(data_key, (128, ACTION_DIM), minval=-1)
-        batch = Batch(jnp.zeros((128, 1)), replay, jnp.zeros(128), jnp.zeros((128, 1)), jnp.zeros(128))
+        batch = Batch(obs_rows, replay, zeros, obs_rows, zeros)
         agent, _ = step(agent, batch, update_key)
     after, after_of_mean = distances(agent, jax.random.PRNGKey(1))
     # The untrained chain spreads actions over the box, centred near 0 (|a*| = 0.72).

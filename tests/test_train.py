@@ -30,7 +30,13 @@ class _CountdownEnv(gym.Env):
         self.t += 1
         end = self.t == 3
         obs = np.full(1, self.t, np.float32)
-        return obs, 1.0, end and self.ends_by == "terminated", end and self.ends_by == "truncated", {}
+        return (
+            obs,
+            1.0,
+            end and self.ends_by == "terminated",
+            end and self.ends_by == "truncated",
+            {},
+        )
 
 
 @pytest.mark.parametrize("ends_by", ["terminated", "truncated"])
@@ -49,8 +55,15 @@ def test_only_termination_stops_bootstrapping(ends_by):
 
 
 def _tiny_run(**train):
-    values = {"env_id": "Pendulum-v1", "total_steps": 300, "warmup_steps": 100,
-              "eval_every": 150, "eval_episodes": 1, "checkpoint_every": 150, "log_every": 100}
+    values = {
+        "env_id": "Pendulum-v1",
+        "total_steps": 300,
+        "warmup_steps": 100,
+        "eval_every": 150,
+        "eval_episodes": 1,
+        "checkpoint_every": 150,
+        "log_every": 100,
+    }
     return make_config("fast", TINY, {**values, **train})
 
 
@@ -69,7 +82,9 @@ def test_run_directory_contents(tmp_path):
         assert math.isfinite(float(rows[-1][column])), column
     assert rows[0]["critic_loss"] == ""  # no update during the warm-up
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "final.msgpack", "step_000000150.msgpack", "step_000000300.msgpack"
+        "final.msgpack",
+        "step_000000150.msgpack",
+        "step_000000300.msgpack",
     ]
     assert any((run / "tensorboard").iterdir())
     saved = json.loads((run / "summary.json").read_text())

@@ -1,0 +1,222 @@
+"""Learner speed of QSM (``paper`` preset) against the matmul throughput of this machine.
+
+For each task shape it reports, from one process:
+
+* ``update_ms``: median wall time of one jitted update (batch 256, T=5, 2x512 networks);
+* ``update_gflop``: the update's floating-point work, from XLA's cost analysis;
+* ``matmul_gflops``: the throughput of chained float32 matmuls of the update's main shape
+  (256 x 512 @ 512 x 512), timed in alternation with the updates so both see the same load;
+* ``flop_bound_ms``: update_gflop / matmul_gflops, the time the update would take if it ran
+  entirely at matmul speed; ``update_vs_bound`` is update_ms / flop_bound_ms;
+* ``action_latency_us``: median time of one exploration action for one observation
+  (the full reverse chain, host to host).
+
+Usage: python benchmarks/learner_speed.py [--json PATH] [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qscore.agents import qsm
+from qscore.agents.qsm import create_qsm, update
+from qscore.config import make_config
+from qscore.replay import Batch
+
+SHAPES = {"Hopper-v4": (11, 3), "Humanoid-v4": (376, 17)}
+"""(observation size, action size) of the benchmarked tasks; no simulator is needed."""
+
+
+def random_batches(obs_dim: int, action_dim: int, batch_size: int, utd: int, seed: int) -> Batch:
+    rng = np.random.default_rng(seed)
+    shape = (utd, batch_size)
+    return Batch(
+        obs=jnp.asarray(rng.normal(size=(*shape, obs_dim)), jnp.float32),
+        action=jnp.asarray(rng.uniform(-1, 1, size=(*shape, action_dim)), jnp.float32),
+        reward=jnp.asarray(rng.normal(size=shape), jnp.float32),
+        next_obs=jnp.asarray(rng.normal(size=(*shape, obs_dim)), jnp.float32),
+        terminated=jnp.zeros(shape, jnp.float32),
+    )
+
+
+def wall_ms(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return 1e3 * (time.perf_counter() - start)
+
+
+def chained_matmuls(rows: int, width: int, chain: int):
+    """A jitted call of ``chain`` dependent (rows x width) @ (width x width) float32 matmuls,
+    and its FLOP count."""
+    weights = jax.random.normal(jax.random.PRNGKey(0), (width, width)) / np.sqrt(width)
+    x0 = jax.random.normal(jax.random.PRNGKey(1), (rows, width))
+
+    @jax.jit
+    def chained(x):
+        return jax.lax.fori_loop(0, chain, lambda _, y: y @ weights, x)
+
+    chained(x0).block_until_ready()
+    return (lambda: chained(x0).block_until_ready()), 2.0 * rows * width * width * chain
+
+
+def update_flops(agent, batches) -> float:
+    """FLOPs of one update from XLA's cost analysis (the reverse chain is unrolled, so every
+    step is counted; XLA counts a rolled loop's body once)."""
+    analysis = jax.jit(update).lower(agent, batches).compile().cost_analysis()
+    if isinstance(analysis, list):
+        analysis = analysis[0]
+    return float(analysis["flops"])
+
+
+def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
+    """Update time and matmul throughput measured in alternation, so both see the same load."""
+    config = make_config("paper").agent
+    agent = create_qsm(config, obs_dim, action_dim, seed=0)
+    batches = random_batches(obs_dim, action_dim, config.batch_size, config.utd, seed=0)
+    matmuls, matmul_flops = chained_matmuls(rows=256, width=512, chain=64)
+    state = {"agent": agent}
+
+    def one_update():
+        state["agent"], metrics = update(state["agent"], batches)
+        jax.block_until_ready(metrics)
+
+    for _ in range(5):
+        one_update()
+    update_times, matmul_times = [], []
+    for _ in range(repeats):
+        update_times.append(wall_ms(one_update))
+        matmul_times.append(wall_ms(matmuls))
+    update_ms = statistics.median(update_times)
+    throughput = matmul_flops / (statistics.median(matmul_times) * 1e-3) / 1e9
+    gflop = update_flops(agent, batches) / 1e9
+
+    obs = np.zeros(obs_dim, np.float32)
+    key = {"key": jax.random.PRNGKey(0)}
+
+    def one_action():
+        _, key["key"] = agent.act(obs, key["key"], explore=True)
+
+    for _ in range(20):
+        one_action()
+    latency_us = 1e3 * statistics.median(wall_ms(one_action) for _ in range(20 * repeats))
+    bound_ms = gflop / throughput * 1e3
+    return {
+        "obs_dim": obs_dim,
+        "action_dim": action_dim,
+        "update_ms": update_ms,
+        "update_gflop": gflop,
+        "matmul_gflops": throughput,
+        "flop_bound_ms": bound_ms,
+        "update_vs_bound": update_ms / bound_ms,
+        "action_latency_us": latency_us,
+    }
+
+
+def breakdown(obs_dim: int, action_dim: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Time and FLOPs of the parts of one update, timed in alternation with the matmuls."""
+    config = make_config("paper").agent
+    agent = create_qsm(config, obs_dim, action_dim, seed=0)
+    batch = jax.tree_util.tree_map(
+        lambda x: x[0], random_batches(obs_dim, action_dim, config.batch_size, 1, seed=0)
+    )
+    key, target = jax.random.PRNGKey(0), jnp.zeros(config.batch_size)
+    parts = {
+        "reverse chain (next actions)": (
+            lambda a, o, k: qsm.sample_policy(config, action_dim, a.actor_params, a.schedule, o, k),
+            (agent, batch.next_obs, key),
+        ),
+        "TD target (chain + target critics)": (qsm.td_target, (agent, batch, key)),
+        "critic loss gradient": (
+            jax.grad(lambda p: qsm.critic_loss(config, p, batch, target)[0]),
+            (agent.critic_params,),
+        ),
+        "Q-score grad_a Q": (
+            lambda p: qsm.q_score(config, p, batch.obs, batch.action),
+            (agent.critic_params,),
+        ),
+        "QSM actor loss gradient": (
+            jax.grad(
+                lambda p, c: qsm.qsm_actor_loss(
+                    config, action_dim, p, c, agent.schedule, batch, key
+                )[0]
+            ),
+            (agent.actor_params, agent.critic_params),
+        ),
+        "critic Adam step": (
+            lambda g, s: qsm.critic_optimizer(config).update(g, s),
+            (agent.critic_params, agent.critic_opt_state),
+        ),
+        "critic update (whole)": (qsm.update_critic, (agent, batch, key)),
+        "actor update (whole)": (qsm.update_actor, (agent, batch, key)),
+    }
+    matmuls, matmul_flops = chained_matmuls(rows=256, width=512, chain=64)
+    compiled = {name: (jax.jit(fn), args) for name, (fn, args) in parts.items()}
+    times: dict[str, list[float]] = {name: [] for name in compiled}
+    matmul_times = []
+    for fn, args in compiled.values():
+        jax.block_until_ready(fn(*args))
+    for _ in range(repeats):
+        for name, (fn, args) in compiled.items():
+            times[name].append(wall_ms(lambda f=fn, a=args: jax.block_until_ready(f(*a))))
+        matmul_times.append(wall_ms(matmuls))
+    throughput = matmul_flops / (statistics.median(matmul_times) * 1e-3) / 1e9
+    result = {}
+    for name, (fn, args) in compiled.items():
+        analysis = fn.lower(*args).compile().cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, list) else analysis
+        gflop = float(analysis["flops"]) / 1e9
+        ms = statistics.median(times[name])
+        bound_ms = gflop / throughput * 1e3
+        result[name] = {"ms": ms, "gflop": gflop, "bound_ms": bound_ms}
+        print(f"  {name:36s} {ms:6.2f} ms  {gflop:6.3f} GFLOP  bound {bound_ms:5.2f} ms")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--repeats", type=int, default=30, help="timed repetitions per figure")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the parts of an update (Hopper shape)"
+    )
+    args = parser.parse_args()
+
+    results = {
+        "device": str(jax.devices()[0]),
+        "backend": jax.default_backend(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "preset": "paper",
+        "shapes": {},
+    }
+    for name, (obs_dim, action_dim) in SHAPES.items():
+        figures = bench_shape(obs_dim, action_dim, args.repeats)
+        results["shapes"][name] = figures
+        f = figures
+        print(
+            f"{name:12s} update {f['update_ms']:6.2f} ms | {f['update_gflop']:.2f} GFLOP | matmul"
+            f" {f['matmul_gflops']:4.0f} GFLOP/s | bound {f['flop_bound_ms']:5.2f} ms | ratio"
+            f" {f['update_vs_bound']:.2f} | action latency {f['action_latency_us']:4.0f} us"
+        )
+    if args.breakdown:
+        print("parts of one Hopper-v4 update:")
+        results["breakdown_hopper"] = breakdown(*SHAPES["Hopper-v4"], args.repeats)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
