@@ -20,6 +20,16 @@ def registered_env_ids() -> list[str]:
     return sorted(gym.registry.keys())
 
 
+def available_env_ids() -> list[str]:
+    """Registered Gymnasium ids, then the ``dmc:`` ids when dm_control is installed."""
+    from qscore.dmc import dmc_env_ids  # imported here: qscore.dmc imports EnvError from here
+
+    try:
+        return registered_env_ids() + dmc_env_ids()
+    except EnvError:
+        return registered_env_ids()
+
+
 def _unknown_env_message(env_id: str) -> str:
     close = difflib.get_close_matches(env_id, registered_env_ids(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -53,8 +63,17 @@ def check_spaces(env_id: str, env: gym.Env) -> None:
 def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
     """A Gymnasium env whose actions are rescaled to [-1, 1]; ``seed`` seeds its action space.
 
-    The first ``reset`` must still be given the seed (see :func:`qscore.train`).
+    The first ``reset`` must still be given the seed (see :func:`qscore.train`). Ids starting
+    with ``dmc:`` are DeepMind Control Suite tasks (see :mod:`qscore.dmc`).
     """
+    from qscore.dmc import DMC_PREFIX, make_dmc_env  # here: qscore.dmc imports EnvError
+
+    if env_id.startswith(DMC_PREFIX):
+        env = make_dmc_env(env_id, seed, render_mode)
+        check_spaces(env_id, env)
+        if seed is not None:
+            env.action_space.seed(seed)
+        return env
     if env_id not in gym.registry:
         raise EnvError(_unknown_env_message(env_id))
     kwargs = {"render_mode": render_mode} if render_mode else {}
