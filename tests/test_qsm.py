@@ -16,7 +16,7 @@ from qscore.agents.qsm import (
     update,
     update_actor,
 )
-from qscore.checkpoint import load_checkpoint, save_checkpoint
+from qscore.checkpoint import load_agent, save_run_checkpoint
 from qscore.replay import Batch
 
 OBS_DIM, ACTION_DIM = 4, 2
@@ -124,10 +124,10 @@ def test_save_load_gives_identical_actions(tiny_config, tmp_path: Path):
     agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
     for i in range(3):
         agent, _ = update(agent, _stack(_batch(16, seed=i), 1))
-    save_checkpoint(tmp_path / "agent.msgpack", agent, {"step": 3})
+    checkpoint = save_run_checkpoint(tmp_path, 3, agent, None, {"step": 3})
     template = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=123)
-    loaded, meta = load_checkpoint(tmp_path / "agent.msgpack", template)
-    assert meta == {"step": 3}
+    loaded, step = load_agent(checkpoint, template)
+    assert step == 3
     assert _leaves_equal(loaded, agent)
     obs = np.ones(OBS_DIM, np.float32)
     for explore in (False, True):

@@ -48,7 +48,7 @@ def test_only_termination_stops_bootstrapping(ends_by):
         obs, _, episode_ended = collect_transition(env, obs, np.zeros(1, np.float32), buffer)
         ended.append(episode_ended)
     assert ended == [False, False, True]
-    np.testing.assert_array_equal(obs, [0.0])  # the env was reset for the next episode
+    np.testing.assert_array_equal(obs, [3.0])  # s' of the last step; the loop resets the env
     np.testing.assert_array_equal(buffer.next_obs[:3, 0], [1, 2, 3])  # true final observation
     expected_flag = 1.0 if ends_by == "terminated" else 0.0
     np.testing.assert_array_equal(buffer.terminated[:3], [0.0, 0.0, expected_flag])
@@ -81,11 +81,10 @@ def test_run_directory_contents(tmp_path):
     for column in ("critic_loss", "actor_loss", "q_mean", "q_grad_norm", "steps_per_sec"):
         assert math.isfinite(float(rows[-1][column])), column
     assert rows[0]["critic_loss"] == ""  # no update during the warm-up
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "final.msgpack",
-        "step_000000150.msgpack",
-        "step_000000300.msgpack",
-    ]
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert checkpoints == ["step_000000150", "step_000000300"]
+    assert not (run / "checkpoints" / "step_000000150" / "replay.npz").exists()
+    assert (run / "checkpoints" / "step_000000300" / "replay.npz").exists()
     assert any((run / "tensorboard").iterdir())
     saved = json.loads((run / "summary.json").read_text())
     assert saved["status"] == "completed" and saved["steps"] == 300

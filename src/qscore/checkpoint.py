@@ -1,43 +1,130 @@
-"""Saving and loading the agent (all parameters, optimiser states, targets and keys).
+"""Checkpoints: the whole run state in one directory per step, written atomically.
 
-A checkpoint is one msgpack file written atomically: ``{"agent": ..., "meta": {...}}``.
-The static part of the agent (its config) lives in the run's config.json.
+``RUN_DIR/checkpoints/step_000050000/`` holds
+
+* ``agent.msgpack``: all parameters, optimiser states, target networks and keys;
+* ``loop.json``: counters, keys, host RNG state and the episode in progress
+  (:class:`qscore.train.LoopState`);
+* ``replay.npz``: the replay buffer (kept in the newest checkpoint only, to save disk).
+
+A checkpoint is written into a hidden temporary directory, every file fsynced, and then
+renamed into place, so a process killed at any moment leaves the previous checkpoints
+intact and never a partial one under a ``step_*`` name. The newest checkpoint is the one
+with the highest step; ``qscore eval`` and ``--resume`` use it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jax
+import numpy as np
 from flax import serialization
 
-from qscore.atomic import atomic_write_bytes
+from qscore.atomic import fsync_dir
 
 Agent = TypeVar("Agent")
 
-FINAL = "final.msgpack"
+AGENT_FILE, LOOP_FILE, REPLAY_FILE = "agent.msgpack", "loop.json", "replay.npz"
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def periodic_name(step: int) -> str:
-    return f"step_{step:09d}.msgpack"
+def step_name(step: int) -> str:
+    return f"step_{step:09d}"
 
 
-def save_checkpoint(path: str | Path, agent: Any, meta: dict[str, Any]) -> None:
-    """Write the agent's arrays and ``meta`` (JSON-like: step, episodes...) atomically."""
-    state = {"agent": serialization.to_state_dict(jax.device_get(agent)), "meta": meta}
-    atomic_write_bytes(path, serialization.msgpack_serialize(state))
+def agent_bytes(agent: Any) -> bytes:
+    return serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(agent)))
 
 
-def load_checkpoint(path: str | Path, template: Agent) -> tuple[Agent, dict[str, Any]]:
-    """Restore an agent saved by :func:`save_checkpoint` into the structure of ``template``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = serialization.msgpack_restore(path.read_bytes())
-    agent = serialization.from_state_dict(template, state["agent"])
-    return jax.tree_util.tree_map(jax.numpy.asarray, agent), state.get("meta", {})
+def agent_from_bytes(data: bytes, template: Agent) -> Agent:
+    """Restore an agent's arrays into the structure (and static config) of ``template``."""
+    state = serialization.msgpack_restore(data)
+    agent = serialization.from_state_dict(template, state)
+    return jax.tree_util.tree_map(jax.numpy.asarray, agent)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_run_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    agent: Any,
+    buffer: Any | None,
+    loop: dict[str, Any],
+) -> Path:
+    """Write checkpoint ``step`` atomically; drop the replay copy of older checkpoints."""
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / step_name(step)
+    tmp = folder / f".tmp_{step_name(step)}_{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    _write_synced(tmp / AGENT_FILE, agent_bytes(agent))
+    _write_synced(tmp / LOOP_FILE, json.dumps(loop).encode())
+    if buffer is not None:
+        with open(tmp / REPLAY_FILE, "wb") as handle:
+            np.savez(handle, **buffer.state_dict())
+            handle.flush()
+            os.fsync(handle.fileno())
+    fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    fsync_dir(folder)
+    for older in list_checkpoints(run_dir)[:-1]:
+        (older / REPLAY_FILE).unlink(missing_ok=True)
+    return final
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [
+        p for p in folder.iterdir() if p.name.startswith("step_") and (p / AGENT_FILE).is_file()
+    ]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_agent(checkpoint: str | Path, template: Agent) -> tuple[Agent, int]:
+    """The agent of a checkpoint directory, and its step."""
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / AGENT_FILE).is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    agent = agent_from_bytes((checkpoint / AGENT_FILE).read_bytes(), template)
+    loop = json.loads((checkpoint / LOOP_FILE).read_text())
+    return agent, int(loop["step"])
+
+
+def load_run_checkpoint(
+    checkpoint: str | Path, template: Agent
+) -> tuple[Agent, dict[str, Any], dict[str, np.ndarray] | None]:
+    """Agent, loop state and (when kept) replay buffer state of a checkpoint directory."""
+    checkpoint = Path(checkpoint)
+    agent, _ = load_agent(checkpoint, template)
+    loop = json.loads((checkpoint / LOOP_FILE).read_text())
+    replay = None
+    if (checkpoint / REPLAY_FILE).is_file():
+        with np.load(checkpoint / REPLAY_FILE) as data:
+            replay = {name: data[name] for name in data.files}
+    return agent, loop, replay

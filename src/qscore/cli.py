@@ -11,7 +11,7 @@ import argparse
 import inspect
 import json
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -79,16 +79,6 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, group_title: st
         )
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    given = vars(args)
-    overrides: dict[str, dict[str, Any]] = {QSMConfig.__name__: {}, TrainConfig.__name__: {}}
-    for key, value in given.items():
-        section, _, name = key.partition(".")
-        if section in overrides:
-            overrides[section][name] = value
-    return make_config(args.preset, overrides["QSMConfig"], overrides["TrainConfig"])
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qscore", description="Diffusion policies trained with Q-score matching."
@@ -98,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an agent; writes a run directory")
     train.add_argument("--algo", default="qsm", choices=["qsm"], help="learning algorithm")
     train.add_argument("--preset", default="paper", help=f"one of: {', '.join(PRESETS)}")
-    train.add_argument("--out", required=True, type=Path, help="run directory to create")
+    train.add_argument("--out", type=Path, help="run directory to create")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue this run from its newest checkpoint (--steps may extend it)",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_flags(train, QSMConfig, "learner (QSMConfig)")
@@ -108,20 +104,85 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path, help="a run directory written by qscore train")
     evaluate.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    evaluate.add_argument("--checkpoint", type=Path, help="checkpoint file (default: final)")
+    evaluate.add_argument(
+        "--checkpoint", type=Path, help="checkpoint directory (default: the newest)"
+    )
     evaluate.add_argument("--video", type=Path, help="write the first episode to this .mp4")
     return parser
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from qscore.train import train
+def _given_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {QSMConfig.__name__: {}, TrainConfig.__name__: {}}
+    for key, value in vars(args).items():
+        section, _, name = key.partition(".")
+        if section in overrides:
+            overrides[section][name] = value
+    return overrides
 
-    config = config_from_args(args)
-    summary = train(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+
+def resume_config(args: argparse.Namespace) -> RunConfig:
+    """The run's saved config, checked against the flags given and the installed packages.
+
+    Only ``--steps`` may differ (to extend a run); any other differing flag or a different
+    version of a package the results depend on is an error.
+    """
+    from qscore.train import RunDirError, package_versions
+
+    run_dir = args.resume
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise RunDirError(f"cannot resume {run_dir}: it is not a run directory (no config.json)")
+    saved = json.loads(config_path.read_text())
+    config = RunConfig.from_dict(saved)
+    sections = {"QSMConfig": config.agent, "TrainConfig": config.train}
+    steps = None
+    for section, values in _given_overrides(args).items():
+        for name, value in values.items():
+            if name == "total_steps":
+                steps = value
+            elif getattr(sections[section], name) != value:
+                raise ConfigError(
+                    f"cannot resume {run_dir} with a different config: {name} is "
+                    f"{getattr(sections[section], name)!r} in the run, {value!r} given"
+                )
+    if args.preset != "paper" and args.preset != config.preset:
+        raise ConfigError(
+            f"cannot resume {run_dir} with preset {args.preset!r}: it ran {config.preset!r}"
+        )
+    for package, version in package_versions().items():
+        recorded = saved.get("versions", {}).get(package)
+        if recorded != version:
+            raise ConfigError(
+                f"cannot resume {run_dir}: it ran with {package} {recorded}, "
+                f"this environment has {version}"
+            )
+    if steps is not None:
+        config = make_config(
+            config.preset, asdict(config.agent), {**asdict(config.train), "total_steps": steps}
+        )
+    return config
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from qscore.train import resume, train
+
+    if args.resume is not None:
+        if args.out is not None or args.overwrite:
+            raise ConfigError("--resume continues its own directory; drop --out and --overwrite")
+        config = resume_config(args)
+        summary = resume(config, args.resume, progress=not args.no_progress)
+        run_dir = args.resume
+    else:
+        if args.out is None:
+            raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
+        overrides = _given_overrides(args)
+        config = make_config(args.preset, overrides["QSMConfig"], overrides["TrainConfig"])
+        summary = train(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+        run_dir = args.out
     final = summary["final_eval"]
     print(
         f"finished {config.train.total_steps} steps of {config.train.env_id}: final eval return "
-        f"{final['return_mean']:.2f} +- {final['return_std']:.2f}; run directory {args.out}"
+        f"{final['return_mean']:.2f} +- {final['return_std']:.2f}; run directory {run_dir}"
     )
     return 0
 
@@ -132,7 +193,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
     from qscore.agents.qsm import create_qsm
-    from qscore.checkpoint import FINAL, checkpoint_dir, load_checkpoint
+    from qscore.checkpoint import latest_checkpoint, load_agent
     from qscore.envs import make_env, space_dims
     from qscore.evaluate import run_episodes
 
@@ -145,13 +206,16 @@ def run_eval(args: argparse.Namespace) -> int:
     env = make_env(config.train.env_id, render_mode="rgb_array" if args.video else None)
     obs_dim, action_dim = space_dims(env)
     template = create_qsm(config.agent, obs_dim, action_dim, config.train.seed)
-    agent, meta = load_checkpoint(args.checkpoint or checkpoint_dir(args.run_dir) / FINAL, template)
+    checkpoint = args.checkpoint or latest_checkpoint(args.run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{args.run_dir} has no checkpoint")
+    agent, step = load_agent(checkpoint, template)
     frames: list[np.ndarray] | None = [] if args.video else None
     returns = run_episodes(
         agent, env, args.episodes, args.seed, jax.random.PRNGKey(args.seed), frames
     )
     print(
-        f"{config.train.env_id} at step {meta.get('step')}: return {returns.mean():.2f} +- "
+        f"{config.train.env_id} at step {step}: return {returns.mean():.2f} +- "
         f"{returns.std():.2f} over {args.episodes} episodes"
     )
     if args.video:
@@ -163,7 +227,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qscore.train import RunDirError, TrainingDiverged
+    from qscore.train import RunDirError, TrainingDiverged, TrainingInterrupted
 
     args = build_parser().parse_args(argv)
     handlers = {"train": run_train, "eval": run_eval}
@@ -175,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as error:
         print(f"qscore: training diverged: {error}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as error:
+        print(f"qscore: {error}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("qscore: interrupted", file=sys.stderr)
         return 130

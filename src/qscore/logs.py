@@ -31,11 +31,26 @@ class CsvLog:
         self.columns: list[str] = list(columns or [])
         self.rows: list[dict[str, Any]] = []
 
-    def append(self, row: dict[str, Any]) -> None:
+    @classmethod
+    def resume(cls, path: str | Path, last_step: int, columns: list[str] | None = None) -> CsvLog:
+        """A log continuing ``path``: its rows up to ``last_step`` are kept, later ones dropped
+        (they were written after the checkpoint the run continues from)."""
+        log = cls(path, columns)
+        if log.path.is_file():
+            for row in read_csv(log.path):
+                if int(row["step"]) <= last_step:
+                    log.append_row(row)
+        return log
+
+    def append_row(self, row: dict[str, Any]) -> None:
+        """Add a row in memory only (the next :meth:`append` writes it)."""
         for key in row:
             if key not in self.columns:
                 self.columns.append(key)
         self.rows.append(dict(row))
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.append_row(row)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
@@ -52,8 +67,9 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 class TensorBoard:
     """Scalars for TensorBoard, written under ``RUN_DIR/tensorboard``."""
 
-    def __init__(self, log_dir: str | Path) -> None:
-        self.writer = SummaryWriter(logdir=str(log_dir))
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
+        # purge_step hides events a crashed run wrote after the checkpoint it resumes from.
+        self.writer = SummaryWriter(logdir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
         for name, value in values.items():

@@ -83,6 +83,22 @@ class ReplayBuffer:
         self.cursor = (row + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The written rows, oldest first (enough to rebuild the buffer exactly)."""
+        order = np.arange(self.size)
+        if self.size == self.capacity:
+            order = (order + self.cursor) % self.capacity
+        fields = ("obs", "action", "reward", "next_obs", "terminated")
+        return {name: getattr(self, name)[order] for name in fields}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Refill from :meth:`state_dict`; keeps the newest rows if the capacity is smaller."""
+        rows = min(len(state["reward"]), self.capacity)
+        for name, values in state.items():
+            getattr(self, name)[:rows] = values[len(values) - rows :]
+        self.size = rows
+        self.cursor = rows % self.capacity
+
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> Batch:
         """Rows drawn uniformly with replacement; arrays get leading axes ``shape``."""
         if self.size == 0:

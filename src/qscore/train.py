@@ -1,4 +1,10 @@
-"""The training loop: warm-up, exploration, replay, updates, evaluation, logs and checkpoints."""
+"""The training loop: warm-up, exploration, replay, updates, evaluation, logs and checkpoints.
+
+A run can stop at any moment and continue exactly: every checkpoint holds the agent, the
+replay buffer and a :class:`LoopState` (counters, keys, the host RNG and the actions of the
+episode in progress). Training episodes start from seeded resets, so on resume the episode
+in progress is rebuilt by resetting with its seed and replaying its actions.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,13 @@ import importlib.metadata
 import math
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +28,11 @@ from tqdm import tqdm
 
 from qscore.agents.qsm import QSMAgent, create_qsm, update
 from qscore.atomic import atomic_write_json
-from qscore.checkpoint import FINAL, checkpoint_dir, periodic_name, save_checkpoint
+from qscore.checkpoint import (
+    latest_checkpoint,
+    load_run_checkpoint,
+    save_run_checkpoint,
+)
 from qscore.config import RunConfig
 from qscore.envs import make_env, space_dims
 from qscore.evaluate import run_episodes
@@ -26,17 +40,22 @@ from qscore.logs import CsvLog, TensorBoard
 from qscore.replay import ReplayBuffer
 
 EVAL_SEED_OFFSET = 1_000_003
-"""The eval env's seeds start at seed + this, far from the training env's seed."""
+"""The eval env's seeds start at seed + this, far from the training env's seeds."""
 
 PACKAGES = ("qscore", "jax", "jaxlib", "flax", "optax", "numpy", "gymnasium", "mujoco")
+EVAL_COLUMNS = ["step", "return_mean", "return_std", "episodes", "wall_time"]
 
 
 class RunDirError(ValueError):
-    """The run directory cannot be used (it exists and holds a run)."""
+    """The run directory cannot be used (it exists and holds a run, or holds none to resume)."""
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss, Q value or parameter became non-finite."""
+    """A loss, Q value, parameter, observation or reward became non-finite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was written."""
 
 
 def package_versions() -> dict[str, str | None]:
@@ -61,7 +80,7 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def run_metadata() -> dict[str, Any]:
@@ -82,11 +101,294 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if not overwrite:
             raise RunDirError(
-                f"run directory {run_dir} already exists and is not empty; "
-                "pass --overwrite to replace it or choose another --out"
+                f"run directory {run_dir} already exists and is not empty; pass --resume to "
+                "continue it, --overwrite to replace it, or choose another --out"
             )
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """Seed of the reset that starts training episode ``episode`` (0-based)."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+@dataclass
+class LoopState:
+    """Everything besides the agent and the replay buffer needed to continue a run."""
+
+    seed: int
+    step: int = 0
+    episodes: int = 0
+    episode_return: float = 0.0
+    episode_actions: list[list[float]] = field(default_factory=list)
+    window_returns: list[float] = field(default_factory=list)
+    best_eval: dict[str, float] | None = None
+    last_eval: dict[str, float] | None = None
+    elapsed_s: float = 0.0
+    host_rng_state: dict[str, Any] = field(default_factory=dict)
+    act_key: list[int] = field(default_factory=list)
+    eval_key: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_loop_state(seed: int) -> LoopState:
+    root = jax.random.PRNGKey(seed)
+    return LoopState(
+        seed=seed,
+        host_rng_state=np.random.default_rng(seed).bit_generator.state,
+        act_key=np.asarray(jax.random.fold_in(root, 1)).tolist(),
+        eval_key=np.asarray(jax.random.fold_in(root, 2)).tolist(),
+    )
+
+
+def _key(data: list[int]) -> jax.Array:
+    return jax.numpy.asarray(np.asarray(data, np.uint32))
+
+
+def _check_finite_env(obs: np.ndarray, reward: float, step: int) -> None:
+    if not np.all(np.isfinite(obs)):
+        raise TrainingDiverged(f"the environment returned a non-finite observation at step {step}")
+    if not math.isfinite(reward):
+        raise TrainingDiverged(f"the environment returned a non-finite reward at step {step}")
+
+
+def collect_transition(
+    env: Any, obs: np.ndarray, action: np.ndarray, buffer: ReplayBuffer
+) -> tuple[np.ndarray, float, bool]:
+    """Step ``env`` and store (s, a, r, s', terminated).
+
+    Only ``terminated`` stops bootstrapping: a time-limit ``truncated`` end is stored as not
+    terminated, with the true final observation as s'. Returns s', the reward and whether
+    the episode ended (the caller resets the env).
+    """
+    next_obs, reward, terminated, truncated, _ = env.step(action)
+    next_obs = np.asarray(next_obs, np.float32)
+    buffer.add(obs, action, float(reward), next_obs, bool(terminated))
+    return next_obs, float(reward), bool(terminated or truncated)
+
+
+def start_episode(env: Any, state: LoopState) -> np.ndarray:
+    """Reset ``env`` for episode ``state.episodes`` and replay the actions already taken in it.
+
+    For a new episode there are none; after a resume this rebuilds the env's state exactly
+    for deterministic environments.
+    """
+    obs, _ = env.reset(seed=episode_seed(state.seed, state.episodes))
+    for action in state.episode_actions:
+        obs, *_ = env.step(np.asarray(action, np.float32))
+    return np.asarray(obs, np.float32)
+
+
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jax.numpy.all(jax.numpy.stack([jax.numpy.all(jax.numpy.isfinite(x)) for x in leaves]))
+
+
+@contextmanager
+def _stop_signals() -> Iterator[dict[str, int]]:
+    """Turn SIGINT and SIGTERM into a request to stop after the current step."""
+    requested: dict[str, int] = {}
+    handlers = {}
+
+    def request(signum: int, frame: Any) -> None:
+        requested["signal"] = signum
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, request)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield requested
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    config: RunConfig, run_dir: str | Path, *, overwrite: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Start a new run of QSM as ``config`` says, in ``run_dir``; returns the summary."""
+    run_dir = Path(run_dir)
+    tc = config.train
+    env = make_env(tc.env_id, seed=tc.seed)
+    obs_dim, action_dim = space_dims(env)
+    buffer = ReplayBuffer(obs_dim, action_dim, min(tc.buffer_size, tc.total_steps))
+    prepare_run_dir(run_dir, overwrite)
+    atomic_write_json(run_dir / "config.json", {**config.to_dict(), **run_metadata()})
+    agent = create_qsm(config.agent, obs_dim, action_dim, tc.seed)
+    return _run(config, run_dir, env, agent, buffer, new_loop_state(tc.seed), progress)
+
+
+def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from its newest checkpoint, up to ``config``'s steps.
+
+    ``config`` must be the run's own (see :func:`qscore.cli`), except ``total_steps``,
+    which may be raised to extend a run.
+    """
+    run_dir = Path(run_dir)
+    tc = config.train
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RunDirError(f"{run_dir} has no checkpoint to resume from")
+    env = make_env(tc.env_id, seed=tc.seed)
+    obs_dim, action_dim = space_dims(env)
+    template = create_qsm(config.agent, obs_dim, action_dim, tc.seed)
+    buffer = ReplayBuffer(obs_dim, action_dim, min(tc.buffer_size, tc.total_steps))
+    agent, loop, saved_buffer = load_run_checkpoint(checkpoint, template)
+    if saved_buffer is None:
+        raise RunDirError(f"{checkpoint} holds no replay buffer and cannot be resumed")
+    buffer.load_state(saved_buffer)
+    state = LoopState(**loop)
+    if state.step >= tc.total_steps:
+        raise RunDirError(
+            f"{run_dir} already ran {state.step} steps; pass a larger --steps to extend it"
+        )
+    return _run(config, run_dir, env, agent, buffer, state, progress)
+
+
+def _run(
+    config: RunConfig,
+    run_dir: Path,
+    env: Any,
+    agent: QSMAgent,
+    buffer: ReplayBuffer,
+    state: LoopState,
+    progress: bool,
+) -> dict[str, Any]:
+    tc, ac = config.train, config.agent
+    eval_env = make_env(tc.env_id, seed=tc.seed + EVAL_SEED_OFFSET)
+    action_dim = space_dims(env)[1]
+    host_rng = np.random.default_rng()
+    host_rng.bit_generator.state = state.host_rng_state
+    act_key, eval_key = _key(state.act_key), _key(state.eval_key)
+    start_step = state.step
+    train_log = CsvLog.resume(run_dir / "train.csv", start_step)
+    eval_log = CsvLog.resume(run_dir / "eval.csv", start_step, EVAL_COLUMNS)
+    board = TensorBoard(run_dir / "tensorboard", purge_step=start_step + 1 if start_step else None)
+    clock_start = time.perf_counter() - state.elapsed_s
+    window_start, window_steps = time.perf_counter(), 0
+    metrics: dict[str, jax.Array] = {}
+    status = "completed"
+    obs = start_episode(env, state)
+
+    def save(step: int) -> None:
+        state.step = step
+        state.elapsed_s = time.perf_counter() - clock_start
+        state.host_rng_state = host_rng.bit_generator.state
+        state.act_key = np.asarray(act_key).tolist()
+        state.eval_key = np.asarray(eval_key).tolist()
+        if not bool(_all_finite(agent)):
+            raise TrainingDiverged(f"non-finite network parameters at step {step}")
+        save_run_checkpoint(run_dir, step, agent, buffer, state.to_json())
+
+    def evaluate(step: int) -> None:
+        nonlocal eval_key
+        eval_key, episodes_key = jax.random.split(eval_key)
+        returns = run_episodes(
+            agent, eval_env, tc.eval_episodes, tc.seed + EVAL_SEED_OFFSET, episodes_key
+        )
+        result = {
+            "step": step,
+            "return_mean": float(returns.mean()),
+            "return_std": float(returns.std()),
+            "episodes": len(returns),
+            "wall_time": time.perf_counter() - clock_start,
+        }
+        eval_log.append(result)
+        board.scalars("eval", {"return_mean": result["return_mean"]}, step)
+        state.last_eval = result
+        if state.best_eval is None or result["return_mean"] > state.best_eval["return_mean"]:
+            state.best_eval = {"step": step, "return_mean": result["return_mean"]}
+        bar.set_postfix(eval_return=f"{result['return_mean']:.1f}")
+
+    bar = tqdm(
+        total=tc.total_steps,
+        initial=start_step,
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
+    step = start_step
+    try:
+        with _stop_signals() as stop:
+            for step in range(start_step + 1, tc.total_steps + 1):
+                if step <= tc.warmup_steps:
+                    action = host_rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)
+                else:
+                    action, act_key = agent.act(obs, act_key, explore=True)
+                next_obs, reward, episode_ended = collect_transition(env, obs, action, buffer)
+                _check_finite_env(next_obs, reward, step)
+                state.episode_return += reward
+                state.episode_actions.append(np.asarray(action).tolist())
+                if episode_ended:
+                    state.window_returns.append(state.episode_return)
+                    state.episodes += 1
+                    state.episode_return, state.episode_actions = 0.0, []
+                    obs = start_episode(env, state)
+                else:
+                    obs = next_obs
+
+                if step > tc.warmup_steps:
+                    batches = buffer.sample(host_rng, (ac.utd, ac.batch_size))
+                    agent, metrics = update(agent, batches)
+
+                window_steps += 1
+                bar.update(1)
+                if step % tc.log_every == 0 or step == tc.total_steps:
+                    now = time.perf_counter()
+                    row: dict[str, Any] = {"step": step, "episodes": state.episodes}
+                    row.update(_episode_stats(state.window_returns))
+                    scalars = {name: float(value) for name, value in metrics.items()}
+                    _finite_or_raise(scalars, step)
+                    row.update(scalars)
+                    row["steps_per_sec"] = window_steps / max(now - window_start, 1e-9)
+                    row["wall_time"] = now - clock_start
+                    train_log.append(row)
+                    board.scalars("train", {k: v for k, v in row.items() if k != "step"}, step)
+                    window_start, window_steps, state.window_returns = now, 0, []
+                if (tc.eval_every and step % tc.eval_every == 0) or step == tc.total_steps:
+                    evaluate(step)
+                periodic = tc.checkpoint_every and step % tc.checkpoint_every == 0
+                if periodic or step == tc.total_steps or stop:
+                    save(step)
+                if stop and step < tc.total_steps:
+                    name = signal.Signals(stop["signal"]).name
+                    status = f"interrupted by {name} at step {step}"
+                    raise TrainingInterrupted(
+                        f"{name} received: stopped at step {step} with a checkpoint; continue "
+                        f"with: qscore train --resume {run_dir}"
+                    )
+    except TrainingDiverged as error:
+        last = latest_checkpoint(run_dir)
+        status = f"diverged: {error}"
+        raise TrainingDiverged(
+            f"{error}; training stopped. Last good checkpoint: {last or 'none'}"
+        ) from None
+    except TrainingInterrupted:
+        raise
+    except BaseException as error:
+        status = f"stopped at step {step}: {type(error).__name__}"
+        raise
+    finally:
+        bar.close()
+        board.close()
+        summary = {
+            "status": status,
+            "env_id": tc.env_id,
+            "final_eval": state.last_eval,
+            "best_eval": state.best_eval,
+            "steps": step,
+            "episodes": state.episodes,
+            "total_time_s": time.perf_counter() - clock_start,
+        }
+        atomic_write_json(run_dir / "summary.json", summary)
+    return summary
 
 
 def _finite_or_raise(values: dict[str, float], step: int) -> None:
@@ -99,136 +401,3 @@ def _episode_stats(returns: list[float]) -> dict[str, float]:
     if not returns:
         return {"episode_return_mean": math.nan, "episode_return_last": math.nan}
     return {"episode_return_mean": float(np.mean(returns)), "episode_return_last": returns[-1]}
-
-
-def collect_transition(
-    env: Any, obs: np.ndarray, action: np.ndarray, buffer: ReplayBuffer
-) -> tuple[np.ndarray, float, bool]:
-    """Step ``env``, store (s, a, r, s', terminated) and reset when the episode ends.
-
-    Only ``terminated`` stops bootstrapping: a time-limit ``truncated`` end is stored as not
-    terminated, with the true final observation as s'. Returns the observation to act on
-    next, the reward and whether the episode ended.
-    """
-    next_obs, reward, terminated, truncated, _ = env.step(action)
-    next_obs = np.asarray(next_obs, np.float32)
-    buffer.add(obs, action, float(reward), next_obs, bool(terminated))
-    if terminated or truncated:
-        return np.asarray(env.reset()[0], np.float32), float(reward), True
-    return next_obs, float(reward), False
-
-
-def train(
-    config: RunConfig, run_dir: str | Path, *, overwrite: bool = False, progress: bool = True
-) -> dict[str, Any]:
-    """Train QSM as ``config`` says, writing everything to ``run_dir``; returns the summary."""
-    run_dir = Path(run_dir)
-    tc, ac = config.train, config.agent
-    env = make_env(tc.env_id, seed=tc.seed)
-    eval_env = make_env(tc.env_id, seed=tc.seed + EVAL_SEED_OFFSET)
-    obs_dim, action_dim = space_dims(env)
-    buffer = ReplayBuffer(obs_dim, action_dim, min(tc.buffer_size, tc.total_steps))
-    prepare_run_dir(run_dir, overwrite)
-    atomic_write_json(run_dir / "config.json", {**config.to_dict(), **run_metadata()})
-
-    agent: QSMAgent = create_qsm(ac, obs_dim, action_dim, tc.seed)
-    replay_rng = np.random.default_rng(tc.seed)
-    act_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 1)
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(tc.seed), 2)
-    train_log = CsvLog(run_dir / "train.csv")
-    eval_log = CsvLog(run_dir / "eval.csv", ["step", "return_mean", "return_std", "episodes"])
-    board = TensorBoard(run_dir / "tensorboard")
-
-    start = time.perf_counter()
-    window_start, window_steps = start, 0
-    obs, _ = env.reset(seed=tc.seed)
-    obs = np.asarray(obs, np.float32)
-    episode_return, episodes, finished_returns = 0.0, 0, []
-    metrics: dict[str, jax.Array] = {}
-    best: dict[str, float] = {"return_mean": -math.inf, "step": 0}
-    last_eval: dict[str, float] = {}
-    status, step = "completed", 0
-
-    def evaluate(step: int) -> None:
-        nonlocal eval_key, last_eval
-        eval_key, episodes_key = jax.random.split(eval_key)
-        returns = run_episodes(
-            agent, eval_env, tc.eval_episodes, tc.seed + EVAL_SEED_OFFSET, episodes_key
-        )
-        last_eval = {
-            "step": step,
-            "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()),
-            "episodes": len(returns),
-            "wall_time": time.perf_counter() - start,
-        }
-        eval_log.append(last_eval)
-        board.scalars("eval", {"return_mean": last_eval["return_mean"]}, step)
-        if last_eval["return_mean"] > best["return_mean"]:
-            best.update(return_mean=last_eval["return_mean"], step=step)
-        bar.set_postfix(eval_return=f"{last_eval['return_mean']:.1f}")
-
-    def checkpoint(path: Path, step: int) -> None:
-        save_checkpoint(path, agent, {"step": step, "episodes": episodes})
-
-    bar = tqdm(
-        total=tc.total_steps, unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0
-    )
-    try:
-        for step in range(1, tc.total_steps + 1):
-            if step <= tc.warmup_steps:
-                action = env.action_space.sample()
-            else:
-                action, act_key = agent.act(obs, act_key, explore=True)
-            obs, reward, episode_ended = collect_transition(env, obs, action, buffer)
-            episode_return += reward
-            if episode_ended:
-                finished_returns.append(episode_return)
-                episodes += 1
-                episode_return = 0.0
-
-            if step > tc.warmup_steps:
-                batches = buffer.sample(replay_rng, (ac.utd, ac.batch_size))
-                agent, metrics = update(agent, batches)
-
-            window_steps += 1
-            bar.update(1)
-            if step % tc.log_every == 0 or step == tc.total_steps:
-                now = time.perf_counter()
-                row: dict[str, Any] = {"step": step, "episodes": episodes}
-                row.update(_episode_stats(finished_returns))
-                scalars = {name: float(value) for name, value in metrics.items()}
-                _finite_or_raise(scalars, step)
-                row.update(scalars)
-                row["steps_per_sec"] = window_steps / max(now - window_start, 1e-9)
-                row["wall_time"] = now - start
-                train_log.append(row)
-                board.scalars("train", {k: v for k, v in row.items() if k != "step"}, step)
-                window_start, window_steps, finished_returns = now, 0, []
-            if (tc.eval_every and step % tc.eval_every == 0) or step == tc.total_steps:
-                evaluate(step)
-            if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                checkpoint(checkpoint_dir(run_dir) / periodic_name(step), step)
-        checkpoint(checkpoint_dir(run_dir) / FINAL, tc.total_steps)
-    except TrainingDiverged as error:
-        status = f"diverged: {error}"
-        raise
-    except BaseException as error:
-        status = f"stopped at step {step}: {type(error).__name__}"
-        raise
-    finally:
-        bar.close()
-        board.close()
-        summary = {
-            "status": status,
-            "env_id": tc.env_id,
-            "final_eval": last_eval or None,
-            "best_eval": {"step": best["step"], "return_mean": best["return_mean"]}
-            if last_eval
-            else None,
-            "steps": step,
-            "episodes": episodes,
-            "total_time_s": time.perf_counter() - start,
-        }
-        atomic_write_json(run_dir / "summary.json", summary)
-    return summary
