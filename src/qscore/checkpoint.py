@@ -69,9 +69,9 @@ def save_run_checkpoint(
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / step_name(step)
+    for stale in folder.glob(".tmp_*"):  # left by a process killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = folder / f".tmp_{step_name(step)}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir()
     _write_synced(tmp / AGENT_FILE, agent_bytes(agent))
     _write_synced(tmp / LOOP_FILE, json.dumps(loop).encode())

@@ -128,7 +128,6 @@ class LoopState:
     elapsed_s: float = 0.0
     host_rng_state: dict[str, Any] = field(default_factory=dict)
     act_key: list[int] = field(default_factory=list)
-    eval_key: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,8 +139,13 @@ def new_loop_state(seed: int) -> LoopState:
         seed=seed,
         host_rng_state=np.random.default_rng(seed).bit_generator.state,
         act_key=np.asarray(jax.random.fold_in(root, 1)).tolist(),
-        eval_key=np.asarray(jax.random.fold_in(root, 2)).tolist(),
     )
+
+
+def evaluation_key(seed: int, step: int) -> jax.Array:
+    """The key of the evaluation at ``step``: a function of the seed and step only, so that
+    extra evaluations (say, at the end of a run later extended) change no other one."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), step)
 
 
 def _key(data: list[int]) -> jax.Array:
@@ -265,7 +269,7 @@ def _run(
     action_dim = space_dims(env)[1]
     host_rng = np.random.default_rng()
     host_rng.bit_generator.state = state.host_rng_state
-    act_key, eval_key = _key(state.act_key), _key(state.eval_key)
+    act_key = _key(state.act_key)
     start_step = state.step
     train_log = CsvLog.resume(run_dir / "train.csv", start_step)
     eval_log = CsvLog.resume(run_dir / "eval.csv", start_step, EVAL_COLUMNS)
@@ -281,16 +285,17 @@ def _run(
         state.elapsed_s = time.perf_counter() - clock_start
         state.host_rng_state = host_rng.bit_generator.state
         state.act_key = np.asarray(act_key).tolist()
-        state.eval_key = np.asarray(eval_key).tolist()
         if not bool(_all_finite(agent)):
             raise TrainingDiverged(f"non-finite network parameters at step {step}")
         save_run_checkpoint(run_dir, step, agent, buffer, state.to_json())
 
     def evaluate(step: int) -> None:
-        nonlocal eval_key
-        eval_key, episodes_key = jax.random.split(eval_key)
         returns = run_episodes(
-            agent, eval_env, tc.eval_episodes, tc.seed + EVAL_SEED_OFFSET, episodes_key
+            agent,
+            eval_env,
+            tc.eval_episodes,
+            tc.seed + EVAL_SEED_OFFSET,
+            evaluation_key(tc.seed, step),
         )
         result = {
             "step": step,
