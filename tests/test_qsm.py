@@ -19,34 +19,20 @@ from qscore.agents.qsm import (
 from qscore.checkpoint import load_agent, save_run_checkpoint
 from qscore.replay import Batch
 
-OBS_DIM, ACTION_DIM = 4, 2
-
-
-def _batch(n: int, seed: int = 0, terminated: float = 0.0) -> Batch:
-    rng = np.random.default_rng(seed)
-    return Batch(
-        obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
-        action=rng.uniform(-1, 1, size=(n, ACTION_DIM)).astype(np.float32),
-        reward=rng.normal(size=(n,)).astype(np.float32),
-        next_obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
-        terminated=np.full((n,), terminated, np.float32),
-    )
-
-
-def _stack(batch: Batch, utd: int) -> Batch:
-    return Batch(*(np.stack([x] * utd) for x in batch))
-
-
-def _leaves_equal(a, b) -> bool:
-    return all(
-        np.array_equal(x, y)
-        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
-    )
+from .helpers import (
+    ACTION_DIM,
+    OBS_DIM,
+    check_seeds_vmap,
+    constant_critics,
+    leaves_equal,
+    random_batch,
+    random_batches,
+)
 
 
 def test_actor_loss_sends_no_gradient_into_the_critics(tiny_config):
     agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
-    batch = _batch(16)
+    batch = random_batch(16)
 
     def loss(actor_params, critic_params):
         return qsm_actor_loss(
@@ -68,37 +54,28 @@ def test_actor_loss_sends_no_gradient_into_the_critics(tiny_config):
 
 def test_actor_update_leaves_critics_untouched(tiny_config):
     agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
-    new, _ = update_actor(agent, _batch(16), jax.random.PRNGKey(1))
-    assert _leaves_equal(new.critic_params, agent.critic_params)
-    assert not _leaves_equal(new.actor_params, agent.actor_params)
-
-
-def _constant_critics(params, constants):
-    """Critic params whose j-th network outputs constants[j] for every input."""
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    ensemble = zeros["VmapCritic_0"]["MLP_0"]
-    last = sorted(ensemble)[-1]
-    ensemble[last]["bias"] = jnp.asarray(constants, jnp.float32)[:, None]
-    return zeros
+    new, _ = update_actor(agent, random_batch(16), jax.random.PRNGKey(1))
+    assert leaves_equal(new.critic_params, agent.critic_params)
+    assert not leaves_equal(new.actor_params, agent.actor_params)
 
 
 def test_td_target_bootstraps_unless_terminated(tiny_config):
     agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
-    agent = agent.replace(target_critic_params=_constant_critics(agent.critic_params, [3.0, 5.0]))
+    agent = agent.replace(target_critic_params=constant_critics(agent.critic_params, [3.0, 5.0]))
     key = jax.random.PRNGKey(0)
     gamma = tiny_config.discount
     # Truncated (time-limit) transitions are stored as not terminated: they bootstrap from
     # the minimum of the target critics.
-    alive = _batch(8, terminated=0.0)
+    alive = random_batch(8, terminated=0.0)
     np.testing.assert_allclose(td_target(agent, alive, key), alive.reward + gamma * 3.0, rtol=1e-6)
-    dead = _batch(8, terminated=1.0)
+    dead = random_batch(8, terminated=1.0)
     np.testing.assert_allclose(td_target(agent, dead, key), dead.reward, rtol=1e-6)
 
 
 def test_critic_loss_sums_over_the_ensemble(tiny_config):
     agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
-    params = _constant_critics(agent.critic_params, [1.0, 2.0])
-    batch = _batch(8)
+    params = constant_critics(agent.critic_params, [1.0, 2.0])
+    batch = random_batch(8)
     loss, _ = critic_loss(tiny_config, params, batch, jnp.zeros(8))
     np.testing.assert_allclose(loss, 1.0 + 4.0, rtol=1e-6)
 
@@ -106,29 +83,29 @@ def test_critic_loss_sums_over_the_ensemble(tiny_config):
 def test_utd_performs_that_many_updates_in_one_call(tiny_config):
     config = dataclasses.replace(tiny_config, utd=3)
     agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
-    new, metrics = update(agent, _stack(_batch(16), 3))
+    new, metrics = update(agent, random_batches(3, 16))
     assert int(new.num_updates) == 3
     assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
 def test_same_seed_same_result_different_seed_differs(tiny_config):
-    batch = _stack(_batch(16), 1)
+    batch = random_batches(1, 16)
     run = [
         update(create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=s), batch)[0] for s in (0, 0, 1)
     ]
-    assert _leaves_equal(run[0], run[1])
-    assert not _leaves_equal(run[0].actor_params, run[2].actor_params)
+    assert leaves_equal(run[0], run[1])
+    assert not leaves_equal(run[0].actor_params, run[2].actor_params)
 
 
 def test_save_load_gives_identical_actions(tiny_config, tmp_path: Path):
     agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
     for i in range(3):
-        agent, _ = update(agent, _stack(_batch(16, seed=i), 1))
+        agent, _ = update(agent, random_batches(1, 16, seed=i))
     checkpoint = save_run_checkpoint(tmp_path, 3, agent, None, {"step": 3})
     template = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=123)
     loaded, step = load_agent(checkpoint, template)
     assert step == 3
-    assert _leaves_equal(loaded, agent)
+    assert leaves_equal(loaded, agent)
     obs = np.ones(OBS_DIM, np.float32)
     for explore in (False, True):
         a1, _ = agent.act(obs, jax.random.PRNGKey(7), explore)
@@ -179,3 +156,7 @@ def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config)
     # QSM pulls the samples toward a*; with the sign flipped they would pile up at (-1, 1).
     assert after < 0.5, (before, after)
     assert after_of_mean < 0.4, (before_of_mean, after_of_mean)
+
+
+def test_update_and_policy_vmap_over_seeds(tiny_config):
+    check_seeds_vmap(create_qsm, update, dataclasses.replace(tiny_config, utd=2))

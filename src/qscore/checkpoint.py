@@ -65,7 +65,7 @@ def save_run_checkpoint(
     buffer: Any | None,
     loop: dict[str, Any],
 ) -> Path:
-    """Write checkpoint ``step`` atomically; drop the replay copy of older checkpoints."""
+    """Write checkpoint ``step`` atomically (see :func:`prune_replay` for older ones)."""
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / step_name(step)
@@ -85,9 +85,18 @@ def save_run_checkpoint(
         shutil.rmtree(final)
     os.rename(tmp, final)
     fsync_dir(folder)
+    return final
+
+
+def prune_replay(run_dir: str | Path) -> None:
+    """Delete the replay copies of all but the newest checkpoint (call once every seed of a
+    run has written its newest one, so that a common step to resume from always remains)."""
     for older in list_checkpoints(run_dir)[:-1]:
         (older / REPLAY_FILE).unlink(missing_ok=True)
-    return final
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.removeprefix("step_"))
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

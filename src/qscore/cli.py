@@ -1,8 +1,9 @@
-"""The ``qscore`` command line: ``qscore train`` and ``qscore eval``.
+"""The ``qscore`` command line: ``qscore train``, ``qscore eval`` and ``qscore envs``.
 
-Every field of :class:`~qscore.config.QSMConfig` and :class:`~qscore.config.TrainConfig`
-is a flag (``q_score_scale`` -> ``--q-score-scale``); flags override the chosen preset.
-Bad input ends with a one-line error and exit code 2.
+Every field of the chosen algorithm's config (:class:`~qscore.config.QSMConfig`,
+:class:`~qscore.config.SACConfig` or :class:`~qscore.config.TD3Config`) and of
+:class:`~qscore.config.TrainConfig` is a flag (``q_score_scale`` -> ``--q-score-scale``);
+flags override the chosen preset. Bad input ends with a one-line error and exit code 2.
 """
 
 from __future__ import annotations
@@ -15,17 +16,25 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from qscore.config import PRESETS, ConfigError, QSMConfig, RunConfig, TrainConfig, make_config
+from qscore.config import (
+    ALGORITHM_CONFIGS,
+    PRESETS,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    make_config,
+)
 from qscore.envs import EnvError
 
 USAGE_ERROR = 2
 FLAG_ALIASES = {"env_id": ["--env"], "total_steps": ["--steps"]}
 """Short names for the most used fields, beside their full names."""
+AGENT, TRAIN = "agent", "train"
+"""Prefixes of the argparse destinations of learner and loop fields."""
 
 
 def _field_doc(cls: type, name: str) -> str:
     """The docstring under a dataclass field, taken from the class source (for --help)."""
-
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
@@ -54,7 +63,25 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _parse_optional_float(text: str) -> float | None:
+    if text.lower() in ("none", "auto", "default"):
+        return None
+    try:
+        return float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from error
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from error
+
+
 def _flag_type(default: Any) -> Any:
+    if default is None:
+        return _parse_optional_float
     if isinstance(default, bool):
         return _parse_bool
     if isinstance(default, tuple):
@@ -62,7 +89,9 @@ def _flag_type(default: Any) -> Any:
     return type(default)
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, group_title: str) -> None:
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type, prefix: str, group_title: str
+) -> None:
     """One flag per dataclass field; defaults are suppressed so only given flags override."""
     group = parser.add_argument_group(group_title)
     for f in fields(cls):
@@ -71,7 +100,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, group_title: st
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
             *names,
-            dest=f"{cls.__name__}.{f.name}",
+            dest=f"{prefix}.{f.name}",
             type=_flag_type(default),
             default=argparse.SUPPRESS,
             metavar=f.name.upper(),
@@ -79,16 +108,26 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, group_title: st
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
+    """The parser; ``train`` gets the flags of ``algo``'s config."""
     parser = argparse.ArgumentParser(
         prog="qscore", description="Diffusion policies trained with Q-score matching."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train an agent; writes a run directory")
-    train.add_argument("--algo", default="qsm", choices=["qsm"], help="learning algorithm")
-    train.add_argument("--preset", default="paper", help=f"one of: {', '.join(PRESETS)}")
+    train = commands.add_parser("train", help="train agents; writes a run directory")
+    train.add_argument(
+        "--algo", choices=sorted(ALGORITHM_CONFIGS), help="learning algorithm (default: qsm)"
+    )
+    train.add_argument(
+        "--preset", default=None, help=f"one of: {', '.join(PRESETS[algo])} (default: paper)"
+    )
     train.add_argument("--out", type=Path, help="run directory to create")
+    train.add_argument(
+        "--seeds",
+        type=_parse_seeds,
+        help="train one agent per seed in one process (e.g. 0,1,2,3); outputs in OUT/seed_S",
+    )
     train.add_argument(
         "--resume",
         type=Path,
@@ -97,10 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_config_flags(train, QSMConfig, "learner (QSMConfig)")
-    add_config_flags(train, TrainConfig, "training loop (TrainConfig)")
+    config_cls = ALGORITHM_CONFIGS[algo]
+    add_config_flags(train, config_cls, AGENT, f"learner ({config_cls.__name__}, --algo {algo})")
+    add_config_flags(train, TrainConfig, TRAIN, "training loop (TrainConfig)")
 
-    evaluate = commands.add_parser("eval", help="evaluate a trained run's final checkpoint")
+    evaluate = commands.add_parser("eval", help="evaluate a trained run's newest checkpoint")
     evaluate.add_argument("run_dir", type=Path, help="a run directory written by qscore train")
     evaluate.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the first episode")
@@ -108,16 +148,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", type=Path, help="checkpoint directory (default: the newest)"
     )
     evaluate.add_argument("--video", type=Path, help="write the first episode to this .mp4")
+
+    envs = commands.add_parser("envs", help="list the environment ids qscore can train on")
+    envs.add_argument(
+        "--check",
+        action="store_true",
+        help="make each Gymnasium env to keep only those with a Box action space (slow)",
+    )
     return parser
 
 
 def _given_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    overrides: dict[str, dict[str, Any]] = {QSMConfig.__name__: {}, TrainConfig.__name__: {}}
+    overrides: dict[str, dict[str, Any]] = {AGENT: {}, TRAIN: {}}
     for key, value in vars(args).items():
         section, _, name = key.partition(".")
         if section in overrides:
             overrides[section][name] = value
     return overrides
+
+
+def _saved_config(run_dir: Path) -> dict[str, Any]:
+    """config.json of a single-seed run, or of the first seed of a multi-seed run."""
+    from qscore.train import RunDirError, run_seeds, seed_dirs
+
+    seeds = run_seeds(run_dir)
+    folder = seed_dirs(run_dir, seeds)[0] if seeds else run_dir
+    path = folder / "config.json"
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} is not a run directory (no config.json)")
+    return json.loads(path.read_text())
 
 
 def resume_config(args: argparse.Namespace) -> RunConfig:
@@ -126,29 +185,28 @@ def resume_config(args: argparse.Namespace) -> RunConfig:
     Only ``--steps`` may differ (to extend a run); any other differing flag or a different
     version of a package the results depend on is an error.
     """
-    from qscore.train import RunDirError, package_versions
+    from qscore.train import package_versions
 
     run_dir = args.resume
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise RunDirError(f"cannot resume {run_dir}: it is not a run directory (no config.json)")
-    saved = json.loads(config_path.read_text())
+    saved = _saved_config(run_dir)
     config = RunConfig.from_dict(saved)
-    sections = {"QSMConfig": config.agent, "TrainConfig": config.train}
+    sections = {AGENT: config.agent, TRAIN: config.train}
     steps = None
     for section, values in _given_overrides(args).items():
         for name, value in values.items():
             if name == "total_steps":
                 steps = value
-            elif getattr(sections[section], name) != value:
+            elif getattr(sections[section], name) != value and name != "seed":
                 raise ConfigError(
                     f"cannot resume {run_dir} with a different config: {name} is "
                     f"{getattr(sections[section], name)!r} in the run, {value!r} given"
                 )
-    if args.preset != "paper" and args.preset != config.preset:
-        raise ConfigError(
-            f"cannot resume {run_dir} with preset {args.preset!r}: it ran {config.preset!r}"
-        )
+    for name, given, ran in (
+        ("preset", args.preset, config.preset),
+        ("algo", args.algo, config.algo),
+    ):
+        if given is not None and given != ran:
+            raise ConfigError(f"cannot resume {run_dir} with {name} {given!r}: it ran {ran!r}")
     for package, version in package_versions().items():
         recorded = saved.get("versions", {}).get(package)
         if recorded != version:
@@ -157,33 +215,41 @@ def resume_config(args: argparse.Namespace) -> RunConfig:
                 f"this environment has {version}"
             )
     if steps is not None:
-        config = make_config(
-            config.preset, asdict(config.agent), {**asdict(config.train), "total_steps": steps}
-        )
+        train = {**asdict(config.train), "total_steps": steps}
+        config = make_config(config.preset, asdict(config.agent), train, config.algo)
     return config
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from qscore.train import resume, train
+    from qscore.train import resume, train_seeds
 
     if args.resume is not None:
-        if args.out is not None or args.overwrite:
-            raise ConfigError("--resume continues its own directory; drop --out and --overwrite")
+        if args.out is not None or args.overwrite or args.seeds:
+            raise ConfigError(
+                "--resume continues its own directory; drop --out, --seeds, --overwrite"
+            )
         config = resume_config(args)
-        summary = resume(config, args.resume, progress=not args.no_progress)
+        summaries = resume(config, args.resume, progress=not args.no_progress)
         run_dir = args.resume
     else:
         if args.out is None:
             raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
         overrides = _given_overrides(args)
-        config = make_config(args.preset, overrides["QSMConfig"], overrides["TrainConfig"])
-        summary = train(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+        algo, preset = args.algo or "qsm", args.preset or "paper"
+        config = make_config(preset, overrides[AGENT], overrides[TRAIN], algo)
+        seeds = args.seeds or [config.train.seed]
+        summaries = train_seeds(
+            config, seeds, args.out, overwrite=args.overwrite, progress=not args.no_progress
+        )
         run_dir = args.out
-    final = summary["final_eval"]
-    print(
-        f"finished {config.train.total_steps} steps of {config.train.env_id}: final eval return "
-        f"{final['return_mean']:.2f} +- {final['return_std']:.2f}; run directory {run_dir}"
-    )
+    for summary in summaries:
+        final = summary["final_eval"]
+        print(
+            f"{summary['algo']} seed {summary['seed']}: {summary['steps']} steps of "
+            f"{summary['env_id']}, final eval return {final['return_mean']:.2f} +- "
+            f"{final['return_std']:.2f}"
+        )
+    print(f"run directory: {run_dir}")
     return 0
 
 
@@ -192,20 +258,22 @@ def run_eval(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
-    from qscore.agents.qsm import create_qsm
+    from qscore.agents import get_algorithm
     from qscore.checkpoint import latest_checkpoint, load_agent
     from qscore.envs import make_env, space_dims
     from qscore.evaluate import run_episodes
+    from qscore.train import RunDirError, run_seeds
 
-    config_path = args.run_dir / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{args.run_dir} is not a run directory (no config.json)")
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
-    config = RunConfig.from_dict(json.loads(config_path.read_text()))
-    env = make_env(config.train.env_id, render_mode="rgb_array" if args.video else None)
+    if run_seeds(args.run_dir):
+        raise RunDirError(f"{args.run_dir} holds several seeds; evaluate one, e.g. its seed_S/")
+    config = RunConfig.from_dict(_saved_config(args.run_dir))
+    tc = config.train
+    render_mode = "rgb_array" if args.video else None
+    env = make_env(tc.env_id, render_mode=render_mode, action_repeat=tc.action_repeat)
     obs_dim, action_dim = space_dims(env)
-    template = create_qsm(config.agent, obs_dim, action_dim, config.train.seed)
+    template = get_algorithm(config.algo).create(config.agent, obs_dim, action_dim, tc.seed)
     checkpoint = args.checkpoint or latest_checkpoint(args.run_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"{args.run_dir} has no checkpoint")
@@ -215,7 +283,7 @@ def run_eval(args: argparse.Namespace) -> int:
         agent, env, args.episodes, args.seed, jax.random.PRNGKey(args.seed), frames
     )
     print(
-        f"{config.train.env_id} at step {step}: return {returns.mean():.2f} +- "
+        f"{config.algo} on {tc.env_id} at step {step}: return {returns.mean():.2f} +- "
         f"{returns.std():.2f} over {args.episodes} episodes"
     )
     if args.video:
@@ -226,11 +294,47 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_envs(args: argparse.Namespace) -> int:
+    from qscore.envs import available_env_ids, make_env
+
+    for env_id in available_env_ids():
+        if args.check and not env_id.startswith("dmc:"):
+            try:
+                make_env(env_id).close()
+            except Exception:  # noqa: BLE001 - missing extras, unsupported spaces: skip it
+                continue
+        print(env_id)
+    return 0
+
+
+def _peek(argv: list[str], flag: str) -> str | None:
+    """The value given to ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``), if any."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _algo_of(argv: list[str]) -> str:
+    """The algorithm whose flags ``qscore train`` accepts: --algo, or the resumed run's."""
+    resumed = _peek(argv, "--resume")
+    if resumed is not None:
+        try:
+            return _saved_config(Path(resumed)).get("algo", "qsm")
+        except (ValueError, OSError):
+            return "qsm"
+    algo = _peek(argv, "--algo") or "qsm"
+    return algo if algo in ALGORITHM_CONFIGS else "qsm"
+
+
 def main(argv: list[str] | None = None) -> int:
     from qscore.train import RunDirError, TrainingDiverged, TrainingInterrupted
 
-    args = build_parser().parse_args(argv)
-    handlers = {"train": run_train, "eval": run_eval}
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_algo_of(argv)).parse_args(argv)
+    handlers = {"train": run_train, "eval": run_eval, "envs": run_envs}
     try:
         return handlers[args.command](args)
     except (ConfigError, EnvError, RunDirError, FileNotFoundError, MemoryError) as error:

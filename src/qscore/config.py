@@ -1,17 +1,18 @@
 """Typed, frozen configuration of a qscore run, its presets and its validation.
 
-A run is described by two frozen dataclasses: :class:`QSMConfig` (the learner: networks,
-diffusion chain, losses, optimisers) and :class:`TrainConfig` (the environment and the loop
-around the learner). :class:`RunConfig` holds both. Every constant of the authors' code is a
-field here; the ``paper`` preset reproduces their settings and the ``fast`` preset is the
-same algorithm with 2x256 networks for CPUs and tests.
+A run is described by frozen dataclasses: the learner's (:class:`QSMConfig`,
+:class:`SACConfig` or :class:`TD3Config`: networks, losses, optimisers) and
+:class:`TrainConfig` (the environment and the loop around the learner, shared by all
+algorithms). :class:`RunConfig` holds them with the algorithm's name. Every constant of the
+QSM authors' code is a field here; the ``paper`` preset reproduces their settings and the
+``fast`` preset is the same algorithm with 2x256 networks for CPUs and tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 BETA_SCHEDULES = ("vp", "cosine")
@@ -75,6 +76,81 @@ class QSMConfig:
 
 
 @dataclass(frozen=True)
+class SACConfig:
+    """Hyper-parameters of the SAC learner; defaults follow the SAC paper (Table 1)."""
+
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of the policy network (relu activations)."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of each critic Q_phi_j (relu activations)."""
+    num_critics: int = 2
+    """Size of the critic ensemble (clipped double-Q: 2); targets and the actor use the min."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    temperature_lr: float = 3e-4
+    """Adam learning rate of log_alpha, the log of the entropy temperature."""
+    discount: float = 0.99
+    """[gamma] discount factor of the TD target."""
+    tau: float = 0.005
+    """[tau] Polyak rate of the target critics."""
+    batch_size: int = 256
+    """Replay transitions per update."""
+    utd: int = 1
+    """Updates per environment step (update-to-data ratio), all in one compiled call."""
+    init_temperature: float = 1.0
+    """[alpha_0] initial entropy temperature (log_alpha starts at its log)."""
+    target_entropy: float | None = None
+    """[H_target] entropy the temperature steers the policy to; None means -action_dim."""
+    log_std_min: float = -5.0
+    """Lower bound of log sigma before tanh. -5 (sigma = 0.0067) rather than the original
+    -20: it is already a near-deterministic policy on [-1, 1], while sigma = 2e-9 gives
+    float32 log-densities and gradients large enough to destabilise the entropy terms."""
+    log_std_max: float = 2.0
+    """Upper bound of log sigma. The network's raw output is mapped smoothly into
+    [log_std_min, log_std_max] by a scaled tanh, so its gradient never vanishes at a clip."""
+
+
+@dataclass(frozen=True)
+class TD3Config:
+    """Hyper-parameters of the TD3 learner; defaults are the paper's, as commonly run
+    (256-unit layers and learning rate 3e-4, as in the authors' published code)."""
+
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of the deterministic policy network (relu activations)."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of each critic Q_phi_j (relu activations)."""
+    num_critics: int = 2
+    """Size of the critic ensemble (clipped double-Q: 2); TD targets take the minimum."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    discount: float = 0.99
+    """[gamma] discount factor of the TD target."""
+    tau: float = 0.005
+    """[tau] Polyak rate of the target actor and target critics (applied on actor updates)."""
+    batch_size: int = 256
+    """Replay transitions per update."""
+    utd: int = 1
+    """Updates per environment step (update-to-data ratio), all in one compiled call."""
+    exploration_noise: float = 0.1
+    """Std of the Gaussian noise added to the policy's actions while collecting data."""
+    target_noise: float = 0.2
+    """[sigma~] std of the target policy smoothing noise added to a' in the TD target."""
+    target_noise_clip: float = 0.5
+    """[c] bound of the target policy smoothing noise."""
+    policy_delay: int = 2
+    """[d] critic updates per actor (and target) update."""
+
+
+AgentConfig = QSMConfig | SACConfig | TD3Config
+ALGORITHM_CONFIGS: dict[str, type] = {"qsm": QSMConfig, "sac": SACConfig, "td3": TD3Config}
+"""The config class of each learning algorithm, by its ``--algo`` name."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The environment and the loop around the learner."""
 
@@ -96,15 +172,18 @@ class TrainConfig:
     """Environment steps between periodic checkpoints (0: only the final one)."""
     log_every: int = 1_000
     """Environment steps between rows of train.csv and TensorBoard scalars."""
+    action_repeat: int = 1
+    """Simulator steps per agent decision (rewards summed); steps count decisions."""
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A whole run: the learner's and the loop's configuration."""
+    """A whole run: the algorithm, its learner's and the loop's configuration."""
 
-    agent: QSMConfig = field(default_factory=QSMConfig)
+    agent: AgentConfig = field(default_factory=QSMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "paper"
+    algo: str = "qsm"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,16 +191,20 @@ class RunConfig:
     @staticmethod
     def from_dict(data: dict[str, Any]) -> RunConfig:
         """Rebuild a config written by :meth:`to_dict` (lists become tuples again)."""
-        agent = _from_flat(QSMConfig, data.get("agent", {}))
-        train = _from_flat(TrainConfig, data.get("train", {}))
-        return validate(RunConfig(agent=agent, train=train, preset=data.get("preset", "paper")))
+        algo = data.get("algo", "qsm")
+        return make_config(
+            data.get("preset", "paper"), data.get("agent", {}), data.get("train", {}), algo
+        )
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "fast": {"actor_hidden": (256, 256), "critic_hidden": (256, 256)},
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "qsm": {"paper": {}, "fast": {"actor_hidden": (256, 256), "critic_hidden": (256, 256)}},
+    "sac": {"paper": {}, "fast": {}},
+    "td3": {"paper": {}, "fast": {}},
 }
-"""Named overrides of :class:`QSMConfig` defaults. ``paper`` is the authors' setting."""
+"""Named overrides of each algorithm's config defaults. ``paper`` is the setting of the
+algorithm's paper (for QSM: the authors' code); ``fast`` uses 2x256 networks (SAC and TD3
+already do)."""
 
 
 def _from_flat(cls: type, values: dict[str, Any]) -> Any:
@@ -132,7 +215,8 @@ def _from_flat(cls: type, values: dict[str, Any]) -> Any:
     converted = {}
     for name, value in values.items():
         default = getattr(cls(), name)
-        converted[name] = tuple(value) if isinstance(default, tuple) else value
+        is_sequence = isinstance(default, tuple) and isinstance(value, (list, tuple))
+        converted[name] = tuple(value) if is_sequence else value
     return cls(**converted)
 
 
@@ -140,14 +224,18 @@ def make_config(
     preset: str = "paper",
     agent_overrides: dict[str, Any] | None = None,
     train_overrides: dict[str, Any] | None = None,
+    algo: str = "qsm",
 ) -> RunConfig:
-    """Build and validate a run config from a preset name plus field overrides."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    agent_values = {**PRESETS[preset], **(agent_overrides or {})}
-    agent = _from_flat(QSMConfig, agent_values)
+    """Build and validate a run config from an algorithm, a preset and field overrides."""
+    if algo not in ALGORITHM_CONFIGS:
+        raise ConfigError(f"unknown algorithm {algo!r}; choose one of {', '.join(PRESETS)}")
+    if preset not in PRESETS[algo]:
+        choices = ", ".join(PRESETS[algo])
+        raise ConfigError(f"unknown preset {preset!r} for {algo}; choose one of {choices}")
+    agent_values = {**PRESETS[algo][preset], **(agent_overrides or {})}
+    agent = _from_flat(ALGORITHM_CONFIGS[algo], agent_values)
     train = _from_flat(TrainConfig, train_overrides or {})
-    return validate(RunConfig(agent=agent, train=train, preset=preset))
+    return validate(RunConfig(agent=agent, train=train, preset=preset, algo=algo))
 
 
 def _require(condition: bool, message: str) -> None:
@@ -184,24 +272,38 @@ def validate(config: RunConfig) -> RunConfig:
                     f"{f.name} must be a non-empty list of positive widths, got {value!r}",
                 )
     a, t = config.agent, config.train
-    _require(a.num_diffusion_steps >= 1, "num_diffusion_steps (T) must be >= 1")
-    _require(
-        a.beta_schedule in BETA_SCHEDULES,
-        f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {a.beta_schedule!r}",
-    )
-    _require(0 < a.beta_min < a.beta_max, "need 0 < beta_min < beta_max")
-    _require(a.q_score_scale > 0, "q_score_scale (alpha) must be > 0")
-    _require(a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2")
+    if isinstance(a, QSMConfig):
+        _require(a.num_diffusion_steps >= 1, "num_diffusion_steps (T) must be >= 1")
+        _require(
+            a.beta_schedule in BETA_SCHEDULES,
+            f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {a.beta_schedule!r}",
+        )
+        _require(0 < a.beta_min < a.beta_max, "need 0 < beta_min < beta_max")
+        _require(a.q_score_scale > 0, "q_score_scale (alpha) must be > 0")
+        _require(
+            a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2"
+        )
+        _require(a.actor_lr_decay_steps >= 0, "actor_lr_decay_steps must be >= 0")
+    if isinstance(a, SACConfig):
+        _require(a.init_temperature > 0, "init_temperature must be > 0")
+        _require(a.log_std_min < a.log_std_max, "need log_std_min < log_std_max")
+        _require(
+            a.target_entropy is None or _is_finite_number(a.target_entropy),
+            "target_entropy must be a finite number or None",
+        )
+    if isinstance(a, TD3Config):
+        _require(a.policy_delay >= 1, "policy_delay must be >= 1")
     _require(a.num_critics >= 1, "num_critics must be >= 1")
-    for name in ("actor_lr", "critic_lr"):
-        _require(getattr(a, name) > 0, f"{name} must be > 0")
-    _require(a.actor_lr_decay_steps >= 0, "actor_lr_decay_steps must be >= 0")
+    for name in ("actor_lr", "critic_lr", "temperature_lr"):
+        if hasattr(a, name):
+            _require(getattr(a, name) > 0, f"{name} must be > 0")
     _require(0 <= a.discount < 1, "discount (gamma) must be in [0, 1)")
     _require(0 < a.tau <= 1, "tau must be in (0, 1]")
     _require(a.batch_size >= 1, "batch_size must be >= 1")
     _require(a.utd >= 1, "utd must be >= 1")
     for name in ("exploration_noise", "target_noise", "target_noise_clip", "sampling_temperature"):
-        _require(getattr(a, name) >= 0, f"{name} must be >= 0")
+        if hasattr(a, name):
+            _require(getattr(a, name) >= 0, f"{name} must be >= 0")
     _require(t.total_steps >= 1, "total_steps must be >= 1")
     _require(t.warmup_steps >= 0, "warmup_steps must be >= 0")
     _require(t.buffer_size >= 1, "buffer_size must be >= 1")
@@ -213,10 +315,6 @@ def validate(config: RunConfig) -> RunConfig:
         _require(getattr(t, name) >= 0, f"{name} must be >= 0")
     _require(t.eval_episodes >= 1, "eval_episodes must be >= 1")
     _require(t.log_every >= 1, "log_every must be >= 1")
+    _require(t.action_repeat >= 1, "action_repeat must be >= 1")
     _require(bool(t.env_id), "env_id must not be empty")
     return config
-
-
-def with_overrides(config: RunConfig, **train_overrides: Any) -> RunConfig:
-    """A copy of ``config`` with some TrainConfig fields replaced, validated."""
-    return validate(replace(config, train=replace(config.train, **train_overrides)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -60,7 +61,29 @@ def check_spaces(env_id: str, env: gym.Env) -> None:
         )
 
 
-def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+class ActionRepeat(gym.Wrapper):
+    """Repeat each action ``repeat`` times, summing rewards; stop early at an episode end."""
+
+    def __init__(self, env: gym.Env, repeat: int) -> None:
+        super().__init__(env)
+        self.repeat = repeat
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        total = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
+def make_env(
+    env_id: str,
+    seed: int | None = None,
+    render_mode: str | None = None,
+    action_repeat: int = 1,
+) -> gym.Env:
     """A Gymnasium env whose actions are rescaled to [-1, 1]; ``seed`` seeds its action space.
 
     The first ``reset`` must still be given the seed (see :func:`qscore.train`). Ids starting
@@ -69,7 +92,7 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
     from qscore.dmc import DMC_PREFIX, make_dmc_env  # here: qscore.dmc imports EnvError
 
     if env_id.startswith(DMC_PREFIX):
-        env = make_dmc_env(env_id, seed, render_mode)
+        env = make_dmc_env(env_id, seed, render_mode, action_repeat)
         check_spaces(env_id, env)
         if seed is not None:
             env.action_space.seed(seed)
@@ -82,6 +105,8 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
     low, high = env.action_space.low, env.action_space.high
     if not (np.all(low == -1.0) and np.all(high == 1.0)):
         env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    if action_repeat > 1:
+        env = ActionRepeat(env, action_repeat)
     if seed is not None:
         env.action_space.seed(seed)
     return env

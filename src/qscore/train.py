@@ -9,6 +9,7 @@ in progress is rebuilt by resetting with its seed and replaying its actions.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
 import platform
 import shutil
@@ -18,7 +19,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +28,30 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from qscore.agents.qsm import QSMAgent, create_qsm, update
+from qscore.agents import get_algorithm
 from qscore.atomic import atomic_write_json
 from qscore.checkpoint import (
+    checkpoint_dir,
+    checkpoint_step,
     latest_checkpoint,
     load_run_checkpoint,
+    prune_replay,
     save_run_checkpoint,
+    step_name,
 )
-from qscore.config import RunConfig
+from qscore.config import ConfigError, RunConfig
 from qscore.envs import make_env, space_dims
 from qscore.evaluate import run_episodes
 from qscore.logs import CsvLog, TensorBoard
-from qscore.replay import ReplayBuffer
+from qscore.replay import Batch, ReplayBuffer
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env's seeds start at seed + this, far from the training env's seeds."""
 
 PACKAGES = ("qscore", "jax", "jaxlib", "flax", "optax", "numpy", "gymnasium", "mujoco")
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "episodes", "wall_time"]
+SEEDS_FILE = "seeds.json"
+"""Marks a multi-seed run directory: ``{"seeds": [...], "algo": ...}``."""
 
 
 class RunDirError(ValueError):
@@ -152,11 +160,15 @@ def _key(data: list[int]) -> jax.Array:
     return jax.numpy.asarray(np.asarray(data, np.uint32))
 
 
-def _check_finite_env(obs: np.ndarray, reward: float, step: int) -> None:
+def _check_finite_env(obs: np.ndarray, reward: float, step: int, where: str = "") -> None:
     if not np.all(np.isfinite(obs)):
-        raise TrainingDiverged(f"the environment returned a non-finite observation at step {step}")
+        raise TrainingDiverged(
+            f"the environment returned a non-finite observation at step {step}{where}"
+        )
     if not math.isfinite(reward):
-        raise TrainingDiverged(f"the environment returned a non-finite reward at step {step}")
+        raise TrainingDiverged(
+            f"the environment returned a non-finite reward at step {step}{where}"
+        )
 
 
 def collect_transition(
@@ -186,12 +198,6 @@ def start_episode(env: Any, state: LoopState) -> np.ndarray:
     return np.asarray(obs, np.float32)
 
 
-@jax.jit
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jax.numpy.all(jax.numpy.stack([jax.numpy.all(jax.numpy.isfinite(x)) for x in leaves]))
-
-
 @contextmanager
 def _stop_signals() -> Iterator[dict[str, int]]:
     """Turn SIGINT and SIGTERM into a request to stop after the current step."""
@@ -213,103 +219,231 @@ def _stop_signals() -> Iterator[dict[str, int]]:
             signal.signal(sig, handler)
 
 
+def _stacked(trees: list[Any]) -> Any:
+    return jax.tree_util.tree_map(lambda *leaves: jax.numpy.stack(leaves), *trees)
+
+
+def _member(tree: Any, index: int) -> Any:
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
+
+
+@partial(jax.jit, static_argnames=("update_fn",))
+def _update_seeds(update_fn: Any, agents: Any, batches: Batch) -> tuple[Any, dict]:
+    """One update of every seed's agent: ``update_fn`` vmapped over the leading seed axis."""
+    return jax.vmap(update_fn)(agents, batches)
+
+
+@partial(jax.jit, static_argnames=("explore",))
+def _act_seeds(agents: Any, obs: jax.Array, keys: jax.Array, explore: bool) -> tuple:
+    """One action per seed from that seed's agent and observation."""
+    return jax.vmap(lambda agent, o, k: agent.policy(o, k, explore))(agents, obs, keys)
+
+
+@dataclass
+class SeedRun:
+    """The host-side objects of one seed of a run."""
+
+    config: RunConfig
+    run_dir: Path
+    env: Any
+    eval_env: Any
+    buffer: ReplayBuffer
+    state: LoopState
+    host_rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    obs: np.ndarray | None = None
+    train_log: CsvLog | None = None
+    eval_log: CsvLog | None = None
+    board: TensorBoard | None = None
+
+
+def seed_config(config: RunConfig, seed: int) -> RunConfig:
+    return replace(config, train=replace(config.train, seed=seed))
+
+
+def seed_dirs(run_dir: Path, seeds: list[int]) -> list[Path]:
+    return [run_dir / f"seed_{seed}" for seed in seeds]
+
+
+def _make_envs(config: RunConfig) -> tuple[Any, Any]:
+    tc = config.train
+    env = make_env(tc.env_id, seed=tc.seed, action_repeat=tc.action_repeat)
+    eval_env = make_env(tc.env_id, seed=tc.seed + EVAL_SEED_OFFSET, action_repeat=tc.action_repeat)
+    return env, eval_env
+
+
 def train(
     config: RunConfig, run_dir: str | Path, *, overwrite: bool = False, progress: bool = True
 ) -> dict[str, Any]:
-    """Start a new run of QSM as ``config`` says, in ``run_dir``; returns the summary."""
-    run_dir = Path(run_dir)
-    tc = config.train
-    env = make_env(tc.env_id, seed=tc.seed)
-    obs_dim, action_dim = space_dims(env)
-    buffer = ReplayBuffer(obs_dim, action_dim, min(tc.buffer_size, tc.total_steps))
-    prepare_run_dir(run_dir, overwrite)
-    atomic_write_json(run_dir / "config.json", {**config.to_dict(), **run_metadata()})
-    agent = create_qsm(config.agent, obs_dim, action_dim, tc.seed)
-    return _run(config, run_dir, env, agent, buffer, new_loop_state(tc.seed), progress)
+    """Start a new single-seed run as ``config`` says, in ``run_dir``; returns its summary."""
+    return train_seeds(
+        config, [config.train.seed], run_dir, overwrite=overwrite, progress=progress
+    )[0]
 
 
-def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Continue the run in ``run_dir`` from its newest checkpoint, up to ``config``'s steps.
+def train_seeds(
+    config: RunConfig,
+    seeds: list[int],
+    run_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train one independent agent per seed in one process, their updates vmapped together.
 
-    ``config`` must be the run's own (see :func:`qscore.cli`), except ``total_steps``,
-    which may be raised to extend a run.
+    One seed writes its run to ``run_dir``; several write ``run_dir/seed_S/`` each, every one
+    in the format of a single-seed run, plus ``run_dir/seeds.json``. Seed i's results are
+    those of a single-seed run with seed i.
     """
     run_dir = Path(run_dir)
-    tc = config.train
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise RunDirError(f"{run_dir} has no checkpoint to resume from")
-    env = make_env(tc.env_id, seed=tc.seed)
-    obs_dim, action_dim = space_dims(env)
-    template = create_qsm(config.agent, obs_dim, action_dim, tc.seed)
-    buffer = ReplayBuffer(obs_dim, action_dim, min(tc.buffer_size, tc.total_steps))
-    agent, loop, saved_buffer = load_run_checkpoint(checkpoint, template)
-    if saved_buffer is None:
-        raise RunDirError(f"{checkpoint} holds no replay buffer and cannot be resumed")
-    buffer.load_state(saved_buffer)
-    state = LoopState(**loop)
-    if state.step >= tc.total_steps:
-        raise RunDirError(
-            f"{run_dir} already ran {state.step} steps; pass a larger --steps to extend it"
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError(f"--seeds must be distinct, got {seeds}")
+    multi = len(seeds) > 1
+    dirs = seed_dirs(run_dir, seeds) if multi else [run_dir]
+    algorithm = get_algorithm(config.algo)
+    runs, agents = [], []
+    for seed, folder in zip(seeds, dirs, strict=True):
+        cfg = seed_config(config, seed)
+        env, eval_env = _make_envs(cfg)
+        obs_dim, action_dim = space_dims(env)
+        buffer = ReplayBuffer(
+            obs_dim, action_dim, min(cfg.train.buffer_size, cfg.train.total_steps)
         )
-    return _run(config, run_dir, env, agent, buffer, state, progress)
+        runs.append(SeedRun(cfg, folder, env, eval_env, buffer, new_loop_state(seed)))
+        agents.append(algorithm.create(cfg.agent, obs_dim, action_dim, seed))
+    prepare_run_dir(run_dir, overwrite)
+    if multi:
+        atomic_write_json(run_dir / SEEDS_FILE, {"seeds": seeds, "algo": config.algo})
+    for run in runs:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run.run_dir / "config.json", {**run.config.to_dict(), **run_metadata()})
+    return _run(config, runs, _stacked(agents), progress)
 
 
-def _run(
-    config: RunConfig,
-    run_dir: Path,
-    env: Any,
-    agent: QSMAgent,
-    buffer: ReplayBuffer,
-    state: LoopState,
-    progress: bool,
-) -> dict[str, Any]:
+def run_seeds(run_dir: str | Path) -> list[int] | None:
+    """The seeds of a multi-seed run directory, or None for a single-seed one."""
+    path = Path(run_dir) / SEEDS_FILE
+    return json.loads(path.read_text())["seeds"] if path.is_file() else None
+
+
+def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> list[dict]:
+    """Continue a run (single- or multi-seed) from its newest checkpoint common to all seeds.
+
+    ``config`` must be the run's own (see :mod:`qscore.cli`), except ``total_steps``,
+    which may be raised to extend a run. Returns the summary of each seed.
+    """
+    run_dir = Path(run_dir)
+    seeds = run_seeds(run_dir)
+    dirs = seed_dirs(run_dir, seeds) if seeds else [run_dir]
+    seeds = seeds or [config.train.seed]
+    latest = [latest_checkpoint(folder) for folder in dirs]
+    if any(checkpoint is None for checkpoint in latest):
+        raise RunDirError(f"{run_dir} has no checkpoint to resume from")
+    common_step = min(checkpoint_step(checkpoint) for checkpoint in latest)
+    if common_step >= config.train.total_steps:
+        raise RunDirError(
+            f"{run_dir} already ran {common_step} steps; pass a larger --steps to extend it"
+        )
+    algorithm = get_algorithm(config.algo)
+    runs, agents = [], []
+    for seed, folder in zip(seeds, dirs, strict=True):
+        cfg = seed_config(config, seed)
+        env, eval_env = _make_envs(cfg)
+        obs_dim, action_dim = space_dims(env)
+        template = algorithm.create(cfg.agent, obs_dim, action_dim, seed)
+        buffer = ReplayBuffer(
+            obs_dim, action_dim, min(cfg.train.buffer_size, cfg.train.total_steps)
+        )
+        checkpoint = checkpoint_dir(folder) / step_name(common_step)
+        agent, loop, saved_buffer = load_run_checkpoint(checkpoint, template)
+        if saved_buffer is None:
+            raise RunDirError(f"{checkpoint} holds no replay buffer and cannot be resumed")
+        buffer.load_state(saved_buffer)
+        runs.append(SeedRun(cfg, folder, env, eval_env, buffer, LoopState(**loop)))
+        agents.append(agent)
+    return _run(config, runs, _stacked(agents), progress)
+
+
+def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) -> list[dict]:
+    """The loop, for every seed at once: all seeds share the step counter."""
     tc, ac = config.train, config.agent
-    eval_env = make_env(tc.env_id, seed=tc.seed + EVAL_SEED_OFFSET)
-    action_dim = space_dims(env)[1]
-    host_rng = np.random.default_rng()
-    host_rng.bit_generator.state = state.host_rng_state
-    act_key = _key(state.act_key)
-    start_step = state.step
-    train_log = CsvLog.resume(run_dir / "train.csv", start_step)
-    eval_log = CsvLog.resume(run_dir / "eval.csv", start_step, EVAL_COLUMNS)
-    board = TensorBoard(run_dir / "tensorboard", purge_step=start_step + 1 if start_step else None)
-    clock_start = time.perf_counter() - state.elapsed_s
+    update_fn = get_algorithm(config.algo).update
+    action_dim = space_dims(runs[0].env)[1]
+    start_step = runs[0].state.step
+    for run in runs:
+        run.host_rng.bit_generator.state = run.state.host_rng_state
+        run.train_log = CsvLog.resume(run.run_dir / "train.csv", start_step)
+        run.eval_log = CsvLog.resume(run.run_dir / "eval.csv", start_step, EVAL_COLUMNS)
+        run.board = TensorBoard(
+            run.run_dir / "tensorboard", purge_step=start_step + 1 if start_step else None
+        )
+        run.obs = start_episode(run.env, run.state)
+    act_keys = jax.numpy.stack([_key(run.state.act_key) for run in runs])
+    clock_start = time.perf_counter() - runs[0].state.elapsed_s
     window_start, window_steps = time.perf_counter(), 0
     metrics: dict[str, jax.Array] = {}
-    status = "completed"
-    obs = start_episode(env, state)
+    statuses = ["completed"] * len(runs)
 
     def save(step: int) -> None:
-        state.step = step
-        state.elapsed_s = time.perf_counter() - clock_start
-        state.host_rng_state = host_rng.bit_generator.state
-        state.act_key = np.asarray(act_key).tolist()
-        if not bool(_all_finite(agent)):
-            raise TrainingDiverged(f"non-finite network parameters at step {step}")
-        save_run_checkpoint(run_dir, step, agent, buffer, state.to_json())
+        finite = np.asarray(_all_finite_seeds(agents))
+        for i in range(len(runs)):
+            if not finite[i]:
+                raise TrainingDiverged(f"non-finite network parameters at step {step}{tag(i)}")
+        for i, run in enumerate(runs):
+            run.state.step = step
+            run.state.elapsed_s = time.perf_counter() - clock_start
+            run.state.host_rng_state = run.host_rng.bit_generator.state
+            run.state.act_key = np.asarray(act_keys[i]).tolist()
+            save_run_checkpoint(
+                run.run_dir, step, _member(agents, i), run.buffer, run.state.to_json()
+            )
+        for run in runs:  # only once every seed has its new checkpoint
+            prune_replay(run.run_dir)
+
+    def tag(i: int) -> str:
+        return f" (seed {runs[i].state.seed})" if len(runs) > 1 else ""
 
     def evaluate(step: int) -> None:
-        returns = run_episodes(
-            agent,
-            eval_env,
-            tc.eval_episodes,
-            tc.seed + EVAL_SEED_OFFSET,
-            evaluation_key(tc.seed, step),
-        )
-        result = {
-            "step": step,
-            "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()),
-            "episodes": len(returns),
-            "wall_time": time.perf_counter() - clock_start,
-        }
-        eval_log.append(result)
-        board.scalars("eval", {"return_mean": result["return_mean"]}, step)
-        state.last_eval = result
-        if state.best_eval is None or result["return_mean"] > state.best_eval["return_mean"]:
-            state.best_eval = {"step": step, "return_mean": result["return_mean"]}
-        bar.set_postfix(eval_return=f"{result['return_mean']:.1f}")
+        for i, run in enumerate(runs):
+            returns = run_episodes(
+                _member(agents, i),
+                run.eval_env,
+                tc.eval_episodes,
+                run.state.seed + EVAL_SEED_OFFSET,
+                evaluation_key(run.state.seed, step),
+            )
+            result = {
+                "step": step,
+                "return_mean": float(returns.mean()),
+                "return_std": float(returns.std()),
+                "episodes": len(returns),
+                "wall_time": time.perf_counter() - clock_start,
+            }
+            run.eval_log.append(result)
+            run.board.scalars("eval", {"return_mean": result["return_mean"]}, step)
+            run.state.last_eval = result
+            best = run.state.best_eval
+            if best is None or result["return_mean"] > best["return_mean"]:
+                run.state.best_eval = {"step": step, "return_mean": result["return_mean"]}
+        shown = np.mean([run.state.last_eval["return_mean"] for run in runs])
+        bar.set_postfix(eval_return=f"{shown:.1f}")
+
+    def log(step: int) -> None:
+        nonlocal window_start, window_steps
+        now = time.perf_counter()
+        for i, run in enumerate(runs):
+            row: dict[str, Any] = {"step": step, "episodes": run.state.episodes}
+            row.update(_episode_stats(run.state.window_returns))
+            scalars = {name: float(value[i]) for name, value in metrics.items()}
+            bad = sorted(name for name, value in scalars.items() if not math.isfinite(value))
+            if bad:
+                raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {step}{tag(i)}")
+            row.update(scalars)
+            row["steps_per_sec"] = window_steps / max(now - window_start, 1e-9)
+            row["wall_time"] = now - clock_start
+            run.train_log.append(row)
+            run.board.scalars("train", {k: v for k, v in row.items() if k != "step"}, step)
+            run.state.window_returns = []
+        window_start, window_steps = now, 0
 
     bar = tqdm(
         total=tc.total_steps,
@@ -324,39 +458,39 @@ def _run(
         with _stop_signals() as stop:
             for step in range(start_step + 1, tc.total_steps + 1):
                 if step <= tc.warmup_steps:
-                    action = host_rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)
+                    actions = [
+                        run.host_rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)
+                        for run in runs
+                    ]
                 else:
-                    action, act_key = agent.act(obs, act_key, explore=True)
-                next_obs, reward, episode_ended = collect_transition(env, obs, action, buffer)
-                _check_finite_env(next_obs, reward, step)
-                state.episode_return += reward
-                state.episode_actions.append(np.asarray(action).tolist())
-                if episode_ended:
-                    state.window_returns.append(state.episode_return)
-                    state.episodes += 1
-                    state.episode_return, state.episode_actions = 0.0, []
-                    obs = start_episode(env, state)
-                else:
-                    obs = next_obs
+                    obs = np.stack([run.obs for run in runs])
+                    batch_actions, act_keys = _act_seeds(agents, obs, act_keys, True)
+                    actions = list(np.asarray(batch_actions))
+                for i, run in enumerate(runs):
+                    next_obs, reward, ended = collect_transition(
+                        run.env, run.obs, actions[i], run.buffer
+                    )
+                    _check_finite_env(next_obs, reward, step, tag(i))
+                    run.state.episode_return += reward
+                    run.state.episode_actions.append(actions[i].tolist())
+                    if ended:
+                        run.state.window_returns.append(run.state.episode_return)
+                        run.state.episodes += 1
+                        run.state.episode_return, run.state.episode_actions = 0.0, []
+                        run.obs = start_episode(run.env, run.state)
+                    else:
+                        run.obs = next_obs
 
                 if step > tc.warmup_steps:
-                    batches = buffer.sample(host_rng, (ac.utd, ac.batch_size))
-                    agent, metrics = update(agent, batches)
+                    batches = _stacked_batches(
+                        [run.buffer.sample(run.host_rng, (ac.utd, ac.batch_size)) for run in runs]
+                    )
+                    agents, metrics = _update_seeds(update_fn, agents, batches)
 
                 window_steps += 1
                 bar.update(1)
                 if step % tc.log_every == 0 or step == tc.total_steps:
-                    now = time.perf_counter()
-                    row: dict[str, Any] = {"step": step, "episodes": state.episodes}
-                    row.update(_episode_stats(state.window_returns))
-                    scalars = {name: float(value) for name, value in metrics.items()}
-                    _finite_or_raise(scalars, step)
-                    row.update(scalars)
-                    row["steps_per_sec"] = window_steps / max(now - window_start, 1e-9)
-                    row["wall_time"] = now - clock_start
-                    train_log.append(row)
-                    board.scalars("train", {k: v for k, v in row.items() if k != "step"}, step)
-                    window_start, window_steps, state.window_returns = now, 0, []
+                    log(step)
                 if (tc.eval_every and step % tc.eval_every == 0) or step == tc.total_steps:
                     evaluate(step)
                 periodic = tc.checkpoint_every and step % tc.checkpoint_every == 0
@@ -364,42 +498,54 @@ def _run(
                     save(step)
                 if stop and step < tc.total_steps:
                     name = signal.Signals(stop["signal"]).name
-                    status = f"interrupted by {name} at step {step}"
+                    statuses = [f"interrupted by {name} at step {step}"] * len(runs)
+                    where = runs[0].run_dir if len(runs) == 1 else runs[0].run_dir.parent
                     raise TrainingInterrupted(
                         f"{name} received: stopped at step {step} with a checkpoint; continue "
-                        f"with: qscore train --resume {run_dir}"
+                        f"with: qscore train --resume {where}"
                     )
     except TrainingDiverged as error:
-        last = latest_checkpoint(run_dir)
-        status = f"diverged: {error}"
+        statuses = [f"diverged: {error}"] * len(runs)
+        last = latest_checkpoint(runs[0].run_dir)
         raise TrainingDiverged(
             f"{error}; training stopped. Last good checkpoint: {last or 'none'}"
         ) from None
     except TrainingInterrupted:
         raise
     except BaseException as error:
-        status = f"stopped at step {step}: {type(error).__name__}"
+        statuses = [f"stopped at step {step}: {type(error).__name__}"] * len(runs)
         raise
     finally:
         bar.close()
-        board.close()
-        summary = {
-            "status": status,
-            "env_id": tc.env_id,
-            "final_eval": state.last_eval,
-            "best_eval": state.best_eval,
-            "steps": step,
-            "episodes": state.episodes,
-            "total_time_s": time.perf_counter() - clock_start,
-        }
-        atomic_write_json(run_dir / "summary.json", summary)
-    return summary
+        summaries = []
+        for run, status in zip(runs, statuses, strict=True):
+            run.board.close()
+            summary = {
+                "status": status,
+                "algo": config.algo,
+                "env_id": tc.env_id,
+                "seed": run.state.seed,
+                "final_eval": run.state.last_eval,
+                "best_eval": run.state.best_eval,
+                "steps": step,
+                "episodes": run.state.episodes,
+                "total_time_s": time.perf_counter() - clock_start,
+            }
+            atomic_write_json(run.run_dir / "summary.json", summary)
+            summaries.append(summary)
+    return summaries
 
 
-def _finite_or_raise(values: dict[str, float], step: int) -> None:
-    bad = sorted(name for name, value in values.items() if not math.isfinite(value))
-    if bad:
-        raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {step}")
+@jax.jit
+def _all_finite_seeds(agents: Any) -> jax.Array:
+    """Per seed: whether every array of its agent is finite."""
+    leaves = jax.tree_util.tree_leaves(agents)
+    per_leaf = [jax.numpy.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in leaves]
+    return jax.numpy.stack(per_leaf).all(axis=0)
+
+
+def _stacked_batches(batches: list[Batch]) -> Batch:
+    return Batch(*(np.stack(column) for column in zip(*batches, strict=True)))
 
 
 def _episode_stats(returns: list[float]) -> dict[str, float]:

@@ -26,6 +26,13 @@ import numpy as np
 import optax
 from flax import struct
 
+from qscore.agents.common import (
+    bootstrap_target,
+    critic_td_loss,
+    gradient_step,
+    polyak,
+    scan_updates,
+)
 from qscore.config import QSMConfig
 from qscore.diffusion import Schedule, make_schedule, noise_actions, sample_chain
 from qscore.networks import CriticEnsemble, ScoreNet
@@ -52,14 +59,18 @@ class QSMAgent(struct.PyTreeNode):
     config: QSMConfig = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
 
-    def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
-        """One action for one observation, and the key to use next time.
+    def policy(self, obs: jax.Array, key: jax.Array, explore: bool) -> tuple[jax.Array, jax.Array]:
+        """One action for one observation, and the key to use next time (pure; vmappable).
 
         ``explore`` adds the exploration noise; otherwise it is one sample of the chain.
         """
-        action, next_key = _select_action(
+        return _select_action(
             self.config, self.action_dim, self.actor_params, self.schedule, obs, key, explore
         )
+
+    def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
+        """:meth:`policy` for a host observation, returning a NumPy action."""
+        action, next_key = self.policy(obs, key, explore)
         return np.asarray(action), next_key
 
 
@@ -180,16 +191,14 @@ def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
     noise = jnp.clip(noise, -config.target_noise_clip, config.target_noise_clip)
     next_action = jnp.clip(next_action + noise, -1.0, 1.0)
     next_q = q_values(config, agent.target_critic_params, batch.next_obs, next_action).min(axis=0)
-    return batch.reward + config.discount * (1.0 - batch.terminated) * next_q
+    return bootstrap_target(batch.reward, batch.terminated, config.discount, next_q)
 
 
 def critic_loss(
     config: QSMConfig, critic_params: Params, batch: Batch, target: jax.Array
 ) -> tuple[jax.Array, Metrics]:
     """sum_j mean_batch (Q_phi_j(s, a) - y)^2 with the target y held fixed."""
-    q = q_values(config, critic_params, batch.obs, batch.action)
-    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
-    return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_std": q.std()}
+    return critic_td_loss(q_values(config, critic_params, batch.obs, batch.action), target)
 
 
 def qsm_actor_loss(
@@ -238,33 +247,29 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
             config, agent.action_dim, actor_params, agent.critic_params, agent.schedule, batch, key
         )
 
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(agent.actor_params)
-    updates, opt_state = actor_optimizer(config).update(grads, agent.actor_opt_state)
-    metrics["actor_grad_norm"] = optax.global_norm(grads)
-    agent = agent.replace(
-        actor_params=optax.apply_updates(agent.actor_params, updates), actor_opt_state=opt_state
+    params, opt_state, metrics, grad_norm = gradient_step(
+        loss_fn, actor_optimizer(config), agent.actor_params, agent.actor_opt_state
     )
-    return agent, metrics
+    agent = agent.replace(actor_params=params, actor_opt_state=opt_state)
+    return agent, {**metrics, "actor_grad_norm": grad_norm}
 
 
 def update_critic(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgent, Metrics]:
     """One Adam step of the critics on the TD loss, then the Polyak update of the targets."""
     config = agent.config
     target = td_target(agent, batch, key)
-    grads, metrics = jax.grad(lambda p: critic_loss(config, p, batch, target), has_aux=True)(
-        agent.critic_params
+    params, opt_state, metrics, grad_norm = gradient_step(
+        lambda p: critic_loss(config, p, batch, target),
+        critic_optimizer(config),
+        agent.critic_params,
+        agent.critic_opt_state,
     )
-    updates, opt_state = critic_optimizer(config).update(grads, agent.critic_opt_state)
-    critic_params = optax.apply_updates(agent.critic_params, updates)
-    target_params = optax.incremental_update(critic_params, agent.target_critic_params, config.tau)
-    metrics["critic_grad_norm"] = optax.global_norm(grads)
-    metrics["target_q_mean"] = target.mean()
     agent = agent.replace(
-        critic_params=critic_params,
+        critic_params=params,
         critic_opt_state=opt_state,
-        target_critic_params=target_params,
+        target_critic_params=polyak(params, agent.target_critic_params, config.tau),
     )
-    return agent, metrics
+    return agent, {**metrics, "critic_grad_norm": grad_norm, "target_q_mean": target.mean()}
 
 
 def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
@@ -284,5 +289,4 @@ def update(agent: QSMAgent, batches: Batch) -> tuple[QSMAgent, Metrics]:
 
     Returns the new agent and the metrics of the last update.
     """
-    agent, metrics = jax.lax.scan(update_step, agent, batches)
-    return agent, jax.tree_util.tree_map(lambda m: m[-1], metrics)
+    return scan_updates(update_step, agent, batches)

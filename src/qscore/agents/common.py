@@ -1,0 +1,75 @@
+"""Pure building blocks shared by the actor-critic agents (QSM, SAC, TD3).
+
+Every function here is stateless and jit-friendly; none knows about a particular agent.
+They cover what the three learners do identically: the bootstrapped TD target, the
+squared TD loss of a critic ensemble, one optimiser step on a loss, Polyak averaging of
+target networks, and running ``utd`` update steps in one ``lax.scan``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import jax
+import optax
+
+from qscore.replay import Batch
+
+Params = Any
+Metrics = dict[str, jax.Array]
+Agent = TypeVar("Agent")
+
+
+def bootstrap_target(
+    reward: jax.Array, terminated: jax.Array, discount: float, next_value: jax.Array
+) -> jax.Array:
+    """y = r + gamma (1 - terminated) V(s'), for a batch (shapes (B,)).
+
+    Only termination stops bootstrapping; time-limit truncations are stored as not
+    terminated (see :mod:`qscore.replay`).
+    """
+    return reward + discount * (1.0 - terminated) * next_value
+
+
+def critic_td_loss(q: jax.Array, target: jax.Array) -> tuple[jax.Array, Metrics]:
+    """sum_j mean_batch (Q_j(s, a) - y)^2 for ensemble values ``q`` of shape (num, B).
+
+    The target is held fixed (stop-gradient). Returns the loss and its metrics
+    ``critic_loss``, ``q_mean`` and ``q_std``.
+    """
+    loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
+    return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_std": q.std()}
+
+
+def gradient_step(
+    loss_fn: Callable[[Params], tuple[jax.Array, Any]],
+    optimizer: optax.GradientTransformation,
+    params: Params,
+    opt_state: optax.OptState,
+) -> tuple[Params, optax.OptState, Any, jax.Array]:
+    """One optimiser step on ``loss_fn``, which returns ``(loss, aux)`` (aux: usually metrics).
+
+    Returns the new parameters, the new optimiser state, ``aux`` and the global norm of the
+    gradient.
+    """
+    grads, aux = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, aux, optax.global_norm(grads)
+
+
+def polyak(online: Params, target: Params, tau: float) -> Params:
+    """Target parameters moved toward the online ones: tau * online + (1 - tau) * target."""
+    return optax.incremental_update(online, target, tau)
+
+
+def scan_updates(
+    update_step: Callable[[Agent, Batch], tuple[Agent, Metrics]], agent: Agent, batches: Batch
+) -> tuple[Agent, Metrics]:
+    """Apply ``update_step`` once per slice of the leading (utd) axis of ``batches``.
+
+    Returns the final agent and the metrics of the last step. Meant to be called inside
+    ``jax.jit`` so that all ``utd`` updates form one compiled call.
+    """
+    agent, metrics = jax.lax.scan(update_step, agent, batches)
+    return agent, jax.tree_util.tree_map(lambda m: m[-1], metrics)
