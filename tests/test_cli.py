@@ -127,3 +127,63 @@ def test_unknown_flag_exits_2(capsys):
 def test_eval_of_a_missing_run(capsys, tmp_path):
     code, err = _error_of(capsys, ["eval", str(tmp_path / "nothing")])
     assert code == 2 and "not a run directory" in err
+
+
+def _run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qscore.cli", *argv], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_dmc_task_end_to_end_with_sac_and_action_repeat(tmp_path):
+    pytest.importorskip("dm_control")
+    run, video = tmp_path / "run", tmp_path / "cartpole.mp4"
+    train = _run_cli(
+        "train", "--algo", "sac", "--env", "dmc:cartpole-swingup", "--action-repeat", "4",
+        "--steps", "300", "--warmup-steps", "100", "--eval-every", "150", "--eval-episodes", "1",
+        "--actor-hidden", "32,32", "--critic-hidden", "32,32", "--batch-size", "16",
+        "--out", str(run),
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["algo"] == "sac" and config["train"]["action_repeat"] == 4
+    evals = read_csv(run / "eval.csv")
+    assert [r["step"] for r in evals] == ["150", "300"]
+    # the time limit of 1000 simulator steps is 250 decisions, a truncation: rewards <= 250
+    assert 0.0 <= float(evals[-1]["return_mean"]) <= 250.0
+    evaluate = _run_cli("eval", str(run), "--episodes", "1", "--video", str(video))
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert video.stat().st_size > 1000
+
+
+def test_seeds_flag_writes_one_directory_per_seed(tmp_path):
+    run = tmp_path / "run"
+    done = _run_cli(
+        "train", "--algo", "td3", "--env", "Pendulum-v1", "--seeds", "0,1", "--steps", "200",
+        "--warmup-steps", "100", "--eval-episodes", "1", "--policy-delay", "3",
+        "--actor-hidden", "32,32", "--critic-hidden", "32,32", "--batch-size", "16",
+        "--out", str(run), "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "td3 seed 0:" in done.stdout and "td3 seed 1:" in done.stdout
+    for seed in (0, 1):
+        saved = json.loads((run / f"seed_{seed}" / "config.json").read_text())
+        assert saved["train"]["seed"] == seed and saved["agent"]["policy_delay"] == 3
+        assert json.loads((run / f"seed_{seed}" / "summary.json").read_text())["steps"] == 200
+    assert _run_cli("eval", str(run / "seed_1"), "--episodes", "1").returncode == 0
+
+
+def test_flags_follow_the_algorithm(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--algo", "sac", "--q-score-scale", "5", "--out", "x"])
+    assert exit_info.value.code == 2
+    assert "--q-score-scale" in capsys.readouterr().err
+
+
+def test_envs_lists_gymnasium_and_dmc_ids(capsys):
+    pytest.importorskip("dm_control")
+    assert main(["envs"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"Hopper-v4", "Hopper-v5", "Pendulum-v1", "dmc:cheetah-run", "dmc:dog-trot"} <= set(
+        listed
+    )

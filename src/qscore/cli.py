@@ -1,4 +1,4 @@
-"""The ``qscore`` command line: ``qscore train``, ``qscore eval`` and ``qscore envs``.
+"""The ``qscore`` command line: ``train``, ``eval``, ``sweep``, ``plot``, ``table``, ``envs``.
 
 Every field of the chosen algorithm's config (:class:`~qscore.config.QSMConfig`,
 :class:`~qscore.config.SACConfig` or :class:`~qscore.config.TD3Config`) and of
@@ -149,6 +149,15 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--video", type=Path, help="write the first episode to this .mp4")
 
+    sweep = commands.add_parser("sweep", help="run a grid of runs from a TOML spec (resumable)")
+    sweep.add_argument("spec", type=Path, help="sweep spec (see qscore.sweep)")
+    sweep.add_argument("--out", type=Path, required=True, help="sweep directory")
+    sweep.add_argument("--backend", choices=["local", "ray"], default="local")
+    sweep.add_argument(
+        "--workers", type=int, default=2, help="parallel runs (local pool or Ray CPUs)"
+    )
+    sweep.add_argument("--address", help="address of an existing Ray cluster (ray backend)")
+
     envs = commands.add_parser("envs", help="list the environment ids qscore can train on")
     envs.add_argument(
         "--check",
@@ -294,6 +303,31 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sweep_command(args: argparse.Namespace) -> int:
+    from qscore.sweep import run_sweep
+
+    if args.workers < 1:
+        raise ConfigError("--workers must be >= 1")
+
+    def report(result: dict[str, Any]) -> None:
+        line = f"{result['status']:>22}  {result['run_dir']}"
+        if "error" in result:
+            line += f"\n{'':>24}{result['error']}"
+        print(line, flush=True)
+
+    results = run_sweep(
+        args.spec,
+        args.out,
+        backend=args.backend,
+        workers=args.workers,
+        address=args.address,
+        report=report,
+    )
+    failed = [r for r in results if r["status"] == "failed"]
+    print(f"{len(results) - len(failed)} of {len(results)} runs done; {len(failed)} failed")
+    return 1 if failed else 0
+
+
 def run_envs(args: argparse.Namespace) -> int:
     from qscore.envs import available_env_ids, make_env
 
@@ -334,7 +368,12 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_algo_of(argv)).parse_args(argv)
-    handlers = {"train": run_train, "eval": run_eval, "envs": run_envs}
+    handlers = {
+        "train": run_train,
+        "eval": run_eval,
+        "sweep": run_sweep_command,
+        "envs": run_envs,
+    }
     try:
         return handlers[args.command](args)
     except (ConfigError, EnvError, RunDirError, FileNotFoundError, MemoryError) as error:
