@@ -1,0 +1,160 @@
+"""Loading evaluation curves from run, multi-seed run and sweep directories (for plot, table).
+
+Three layouts are recognised, by the file at their top:
+
+* a run directory (``config.json``): one curve, labelled with its ``algo``;
+* a multi-seed run directory (``seeds.json``): one curve per ``seed_S/`` subdirectory;
+* a sweep directory (``sweep.json``): one curve per cell, labelled ``algo`` or
+  ``algo-variant`` (:attr:`qscore.sweep.Cell.label`). A cell whose recorded ``run_dir``
+  does not exist (the sweep was moved) is looked for at ``SWEEP_DIR/ENV/LABEL/seed_S``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qscore.config import ConfigError
+from qscore.logs import read_csv
+
+
+@dataclass
+class Curve:
+    """The evaluation returns of one run (one seed of one label on one environment)."""
+
+    env_id: str
+    label: str
+    seed: int
+    steps: np.ndarray
+    """Environment steps of the evaluations, increasing."""
+    returns: np.ndarray
+    """Mean evaluation return at each step."""
+    run_dir: Path
+
+
+def read_eval(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, mean returns) of ``run_dir/eval.csv``, sorted by step; empty if none.
+
+    Rows without a finite return are dropped; a step logged twice keeps its last row.
+    """
+    path = run_dir / "eval.csv"
+    by_step: dict[int, float] = {}
+    if path.is_file():
+        for row in read_csv(path):
+            try:
+                step, value = int(float(row["step"])), float(row["return_mean"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                by_step[step] = value
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    returns = np.array([by_step[s] for s in steps.tolist()], dtype=np.float64)
+    return steps, returns
+
+
+def _read_config(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read {run_dir / 'config.json'}: {error}") from error
+
+
+def _run_curve(run_dir: Path, label: str | None = None) -> tuple[str, str, int, Path]:
+    """(env_id, label, seed, run_dir) of a single run directory, from its config.json."""
+    config = _read_config(run_dir)
+    try:
+        train = config["train"]
+        return train["env_id"], label or config["algo"], int(train["seed"]), run_dir
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(
+            f"{run_dir / 'config.json'} lacks algo, train.env_id or train.seed"
+        ) from error
+
+
+def _sweep_runs(sweep_dir: Path) -> list[tuple[str, str, int, Path]]:
+    from qscore.sweep import sweep_cells
+
+    try:
+        cells = sweep_cells(sweep_dir)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"cannot read {sweep_dir / 'sweep.json'}: {error}") from error
+    runs = []
+    for cell in cells:
+        run_dir = Path(cell.run_dir)
+        if not run_dir.is_dir():
+            run_dir = sweep_dir / cell.env_id.replace(":", "_") / cell.label / f"seed_{cell.seed}"
+        runs.append((cell.env_id, cell.label, cell.seed, run_dir))
+    return runs
+
+
+def _runs_of(path: Path) -> list[tuple[str, str, int, Path]]:
+    """(env_id, label, seed, run_dir) of every run under ``path``, by its layout."""
+    from qscore.sweep import SWEEP_FILE
+    from qscore.train import SEEDS_FILE, run_seeds, seed_dirs
+
+    if (path / SWEEP_FILE).is_file():
+        return _sweep_runs(path)
+    if (path / SEEDS_FILE).is_file():
+        try:
+            seeds = run_seeds(path)
+        except (OSError, ValueError, KeyError) as error:
+            raise ConfigError(f"cannot read {path / SEEDS_FILE}: {error}") from error
+        return [_run_curve(folder) for folder in seed_dirs(path, seeds)]
+    if (path / "config.json").is_file():
+        return [_run_curve(path)]
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    raise FileNotFoundError(
+        f"{path} is not a run, multi-seed run or sweep directory "
+        "(it has no config.json, seeds.json or sweep.json)"
+    )
+
+
+def load_curves(paths: list[Path], skipped: list[Path] | None = None) -> list[Curve]:
+    """The evaluation curves of any mix of run, multi-seed run and sweep directories.
+
+    Runs without evaluations (not started, or no eval.csv row yet) are left out; their
+    directories are appended to ``skipped`` when it is given. The same run reached twice
+    (say, a sweep and one of its cells) counts once; two different runs with the same
+    environment, label and seed are an error (they would be mistaken for one seed).
+    """
+    curves: list[Curve] = []
+    seen: dict[tuple[str, str, int], Path] = {}
+    for path in paths:
+        for env_id, label, seed, run_dir in _runs_of(Path(path)):
+            key = (env_id, label, seed)
+            resolved = run_dir.resolve()
+            if key in seen:
+                if seen[key] == resolved:
+                    continue
+                raise ConfigError(
+                    f"two runs of {label} on {env_id} with seed {seed}: {seen[key]} and "
+                    f"{run_dir}; pass only one of them"
+                )
+            steps, returns = read_eval(run_dir)
+            if len(steps) == 0:
+                if skipped is not None:
+                    skipped.append(run_dir)
+                continue
+            seen[key] = resolved
+            curves.append(Curve(env_id, label, seed, steps, returns, run_dir))
+    return curves
+
+
+def skipped_message(skipped: list[Path]) -> str:
+    """One line naming the runs :func:`load_curves` left out."""
+    shown = ", ".join(str(p) for p in skipped[:3])
+    more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return f"qscore: warning: skipped {len(skipped)} run(s) with no evaluations: {shown}{more}"
+
+
+def group_curves(curves: list[Curve]) -> dict[str, dict[str, list[Curve]]]:
+    """Curves by environment, then label (both in sorted order), each list sorted by seed."""
+    groups: dict[str, dict[str, list[Curve]]] = {}
+    for curve in sorted(curves, key=lambda c: (c.env_id, c.label, c.seed)):
+        groups.setdefault(curve.env_id, {}).setdefault(curve.label, []).append(curve)
+    return groups
