@@ -118,10 +118,12 @@ def test_existing_run_dir_needs_overwrite(capsys, tmp_path):
     assert (tmp_path / "run" / "config.json").read_text() == "{}"
 
 
-def test_unknown_flag_exits_2(capsys):
+def test_unknown_flag_exits_2_with_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--out", "x", "--no-such-flag", "1"])
     assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "unrecognized arguments: --no-such-flag 1" in err and "\n" not in err
 
 
 def test_eval_of_a_missing_run(capsys, tmp_path):

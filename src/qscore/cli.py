@@ -108,9 +108,16 @@ def add_config_flags(
         )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit code 2), no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     """The parser; ``train`` gets the flags of ``algo``'s config."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="qscore", description="Diffusion policies trained with Q-score matching."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +164,30 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
         "--workers", type=int, default=2, help="parallel runs (local pool or Ray CPUs)"
     )
     sweep.add_argument("--address", help="address of an existing Ray cluster (ray backend)")
+
+    plot = commands.add_parser(
+        "plot", help="plot learning curves of runs and sweeps (needs qscore[viz])"
+    )
+    plot.add_argument(
+        "dirs", type=Path, nargs="+", metavar="RUN_OR_SWEEP_DIR",
+        help="run, multi-seed run or sweep directories",
+    )  # fmt: skip
+    plot.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    plot.add_argument("--title", help="figure title")
+
+    table = commands.add_parser(
+        "table", help="final-return and aggregate tables of runs and sweeps (needs qscore[viz])"
+    )
+    table.add_argument(
+        "dirs", type=Path, nargs="+", metavar="SWEEP_OR_RUN_DIR",
+        help="sweep, run or multi-seed run directories",
+    )  # fmt: skip
+    table.add_argument(
+        "--budget", type=int, metavar="STEPS",
+        help="score each run by its last evaluation at or before this step (default: its last)",
+    )  # fmt: skip
+    table.add_argument("--format", choices=["md", "csv"], default="md", help="output format")
+    table.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
     envs = commands.add_parser("envs", help="list the environment ids qscore can train on")
     envs.add_argument(
@@ -328,6 +359,40 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _load_curves(dirs: list[Path]) -> list:
+    """The curves of ``dirs``; runs without evaluations are named in one warning line."""
+    from qscore.results import load_curves, skipped_message
+
+    skipped: list[Path] = []
+    curves = load_curves(dirs, skipped)
+    if skipped:
+        print(skipped_message(skipped), file=sys.stderr)
+    return curves
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from qscore.plot import plot_curves, pyplot
+
+    pyplot()  # a missing matplotlib fails before any reading
+    out = plot_curves(_load_curves(args.dirs), args.out, title=args.title)
+    print(f"learning curves written to {out}")
+    return 0
+
+
+def run_table(args: argparse.Namespace) -> int:
+    from qscore.table import make_table, rliable
+
+    rliable()  # a missing rliable fails before any reading
+    text = make_table(_load_curves(args.dirs), args.budget, args.format)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"table written to {args.out}")
+    return 0
+
+
 def run_envs(args: argparse.Namespace) -> int:
     from qscore.envs import available_env_ids, make_env
 
@@ -372,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         "train": run_train,
         "eval": run_eval,
         "sweep": run_sweep_command,
+        "plot": run_plot,
+        "table": run_table,
         "envs": run_envs,
     }
     try:

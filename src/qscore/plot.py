@@ -91,9 +91,7 @@ def plot_curves(curves: list[Curve], out: Path, title: str | None = None) -> Pat
     colors = label_colors([c.label for c in curves])
     columns = min(COLUMNS, len(groups))
     rows = math.ceil(len(groups) / columns)
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(5.0 * columns, 3.8 * rows), squeeze=False
-    )
+    figure, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 3.8 * rows), squeeze=False)
     for ax, (env_id, by_label) in zip(axes.flat, groups.items(), strict=False):
         for label, runs in by_label.items():
             steps, values = common_grid(runs)

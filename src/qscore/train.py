@@ -489,7 +489,7 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
 
                 window_steps += 1
                 bar.update(1)
-                if step % tc.log_every == 0 or step == tc.total_steps:
+                if step % tc.log_every == 0 or step == tc.total_steps or stop:
                     log(step)
                 if (tc.eval_every and step % tc.eval_every == 0) or step == tc.total_steps:
                     evaluate(step)
