@@ -1,32 +1,26 @@
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from qscore.agents.common import critic_loss, q_values
 from qscore.agents.qsm import (
     create_qsm,
-    critic_loss,
-    q_values,
     qsm_actor_loss,
     sample_policy,
     td_target,
-    update,
     update_actor,
 )
-from qscore.checkpoint import load_agent, save_run_checkpoint
 from qscore.replay import Batch
 
 from .helpers import (
     ACTION_DIM,
     OBS_DIM,
-    check_seeds_vmap,
     constant_critics,
     leaves_equal,
     random_batch,
-    random_batches,
 )
 
 
@@ -80,39 +74,6 @@ def test_critic_loss_sums_over_the_ensemble(tiny_config):
     np.testing.assert_allclose(loss, 1.0 + 4.0, rtol=1e-6)
 
 
-def test_utd_performs_that_many_updates_in_one_call(tiny_config):
-    config = dataclasses.replace(tiny_config, utd=3)
-    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
-    new, metrics = update(agent, random_batches(3, 16))
-    assert int(new.num_updates) == 3
-    assert all(np.isfinite(float(v)) for v in metrics.values())
-
-
-def test_same_seed_same_result_different_seed_differs(tiny_config):
-    batch = random_batches(1, 16)
-    run = [
-        update(create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=s), batch)[0] for s in (0, 0, 1)
-    ]
-    assert leaves_equal(run[0], run[1])
-    assert not leaves_equal(run[0].actor_params, run[2].actor_params)
-
-
-def test_save_load_gives_identical_actions(tiny_config, tmp_path: Path):
-    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
-    for i in range(3):
-        agent, _ = update(agent, random_batches(1, 16, seed=i))
-    checkpoint = save_run_checkpoint(tmp_path, 3, agent, None, {"step": 3})
-    template = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=123)
-    loaded, step = load_agent(checkpoint, template)
-    assert step == 3
-    assert leaves_equal(loaded, agent)
-    obs = np.ones(OBS_DIM, np.float32)
-    for explore in (False, True):
-        a1, _ = agent.act(obs, jax.random.PRNGKey(7), explore)
-        a2, _ = loaded.act(obs, jax.random.PRNGKey(7), explore)
-        np.testing.assert_array_equal(a1, a2)
-
-
 def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config):
     """One-state bandit: fit the critics to Q(a) = -|a - a*|^2, freeze them, train the actor."""
     config = dataclasses.replace(tiny_config, batch_size=128, q_score_scale=1.0, actor_lr=1e-3)
@@ -156,7 +117,3 @@ def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config)
     # QSM pulls the samples toward a*; with the sign flipped they would pile up at (-1, 1).
     assert after < 0.5, (before, after)
     assert after_of_mean < 0.4, (before_of_mean, after_of_mean)
-
-
-def test_update_and_policy_vmap_over_seeds(tiny_config):
-    check_seeds_vmap(create_qsm, update, dataclasses.replace(tiny_config, utd=2))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,18 @@ def rliable() -> tuple[Any, Any]:
     except ImportError as error:
         raise ConfigError('tables need rliable: pip install "qscore[viz]"') from error
     return library, metrics
+
+
+def interval_estimates(
+    library: Any, scores: dict[str, Any], func: Any, reps: int, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``library.get_interval_estimates`` with a seeded RandomState (arch's FutureWarning
+    about passing one, raised inside rliable, is silenced)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+        return library.get_interval_estimates(
+            scores, func, reps=reps, random_state=np.random.RandomState(seed)
+        )
 
 
 def final_evaluations(
@@ -102,9 +115,7 @@ def normalized_aggregates(
         def aggregates(x: np.ndarray) -> np.ndarray:
             return np.array([metrics.aggregate_mean(x), metrics.aggregate_iqm(x)])
 
-        points, intervals = library.get_interval_estimates(
-            {label: matrix}, aggregates, reps=reps, random_state=np.random.RandomState(seed)
-        )
+        points, intervals = interval_estimates(library, {label: matrix}, aggregates, reps, seed)
         point, interval = points[label], intervals[label]
         out[label] = {
             "tasks": tasks,
@@ -135,11 +146,8 @@ def improvement_probabilities(
             if not tasks:
                 continue
             pair = [score_matrix(scores, x, tasks), score_matrix(scores, y, tasks)]
-            points, intervals = library.get_interval_estimates(
-                {"pair": pair},
-                metrics.probability_of_improvement,
-                reps=reps,
-                random_state=np.random.RandomState(seed),
+            points, intervals = interval_estimates(
+                library, {"pair": pair}, metrics.probability_of_improvement, reps, seed
             )
             interval = np.asarray(intervals["pair"]).reshape(-1)
             rows.append(
@@ -239,9 +247,9 @@ def make_table(
                     label,
                     len(values),
                     step,
-                    f"{mean:.6g}",
-                    "" if math.isnan(std) else f"{std:.6g}",
-                    "" if math.isnan(norm) else f"{norm:.6g}",
+                    f"{mean:.10g}",
+                    "" if math.isnan(std) else f"{std:.10g}",
+                    "" if math.isnan(norm) else f"{norm:.10g}",
                 ]
             )
 
@@ -263,8 +271,8 @@ def make_table(
                     label,
                     len(agg["tasks"]),
                     agg["runs"],
-                    *(f"{v:.6g}" for v in agg["mean"]),
-                    *(f"{v:.6g}" for v in agg["iqm"]),
+                    *(f"{v:.10g}" for v in agg["mean"]),
+                    *(f"{v:.10g}" for v in agg["iqm"]),
                 ]
             )
 
@@ -281,8 +289,8 @@ def make_table(
                     row["x"],
                     row["y"],
                     len(row["tasks"]),
-                    runs,
-                    *(f"{v:.6g}" for v in row["probability"]),
+                    *row["runs"],
+                    *(f"{v:.10g}" for v in row["probability"]),
                 ]
             )
 
@@ -324,7 +332,7 @@ def make_table(
         ]
         parts.append(_csv(header, aggregate_rows))
     if poi_rows:
-        header = ["x", "y", "tasks", "runs", "p_x_better", "ci_low", "ci_high"]
+        header = ["x", "y", "tasks", "runs_x", "runs_y", "p_x_better", "ci_low", "ci_high"]
         parts.append(_csv(header, poi_rows))
     parts.append(_csv(["note"], [[note] for note in notes]))
     return "\n\n".join(parts) + "\n"

@@ -264,11 +264,14 @@ def seed_dirs(run_dir: Path, seeds: list[int]) -> list[Path]:
     return [run_dir / f"seed_{seed}" for seed in seeds]
 
 
-def _make_envs(config: RunConfig) -> tuple[Any, Any]:
-    tc = config.train
-    env = make_env(tc.env_id, seed=tc.seed, action_repeat=tc.action_repeat)
-    eval_env = make_env(tc.env_id, seed=tc.seed + EVAL_SEED_OFFSET, action_repeat=tc.action_repeat)
-    return env, eval_env
+def _new_seed_run(config: RunConfig, seed: int, run_dir: Path, state: LoopState) -> SeedRun:
+    """Envs and an empty replay buffer for one seed of ``config``."""
+    cfg = seed_config(config, seed)
+    tc = cfg.train
+    env = make_env(tc.env_id, seed=seed, action_repeat=tc.action_repeat)
+    eval_env = make_env(tc.env_id, seed=seed + EVAL_SEED_OFFSET, action_repeat=tc.action_repeat)
+    buffer = ReplayBuffer(*space_dims(env), min(tc.buffer_size, tc.total_steps))
+    return SeedRun(cfg, run_dir, env, eval_env, buffer, state)
 
 
 def train(
@@ -302,14 +305,9 @@ def train_seeds(
     algorithm = get_algorithm(config.algo)
     runs, agents = [], []
     for seed, folder in zip(seeds, dirs, strict=True):
-        cfg = seed_config(config, seed)
-        env, eval_env = _make_envs(cfg)
-        obs_dim, action_dim = space_dims(env)
-        buffer = ReplayBuffer(
-            obs_dim, action_dim, min(cfg.train.buffer_size, cfg.train.total_steps)
-        )
-        runs.append(SeedRun(cfg, folder, env, eval_env, buffer, new_loop_state(seed)))
-        agents.append(algorithm.create(cfg.agent, obs_dim, action_dim, seed))
+        run = _new_seed_run(config, seed, folder, new_loop_state(seed))
+        runs.append(run)
+        agents.append(algorithm.create(run.config.agent, *space_dims(run.env), seed))
     prepare_run_dir(run_dir, overwrite)
     if multi:
         atomic_write_json(run_dir / SEEDS_FILE, {"seeds": seeds, "algo": config.algo})
@@ -346,19 +344,15 @@ def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> 
     algorithm = get_algorithm(config.algo)
     runs, agents = [], []
     for seed, folder in zip(seeds, dirs, strict=True):
-        cfg = seed_config(config, seed)
-        env, eval_env = _make_envs(cfg)
-        obs_dim, action_dim = space_dims(env)
-        template = algorithm.create(cfg.agent, obs_dim, action_dim, seed)
-        buffer = ReplayBuffer(
-            obs_dim, action_dim, min(cfg.train.buffer_size, cfg.train.total_steps)
-        )
+        run = _new_seed_run(config, seed, folder, new_loop_state(seed))
+        template = algorithm.create(run.config.agent, *space_dims(run.env), seed)
         checkpoint = checkpoint_dir(folder) / step_name(common_step)
         agent, loop, saved_buffer = load_run_checkpoint(checkpoint, template)
         if saved_buffer is None:
             raise RunDirError(f"{checkpoint} holds no replay buffer and cannot be resumed")
-        buffer.load_state(saved_buffer)
-        runs.append(SeedRun(cfg, folder, env, eval_env, buffer, LoopState(**loop)))
+        run.buffer.load_state(saved_buffer)
+        run.state = LoopState(**loop)
+        runs.append(run)
         agents.append(agent)
     return _run(config, runs, _stacked(agents), progress)
 

@@ -1,9 +1,11 @@
 """Pure building blocks shared by the actor-critic agents (QSM, SAC, TD3).
 
 Every function here is stateless and jit-friendly; none knows about a particular agent.
-They cover what the three learners do identically: the bootstrapped TD target, the
-squared TD loss of a critic ensemble, one optimiser step on a loss, Polyak averaging of
-target networks, and running ``utd`` update steps in one ``lax.scan``.
+They cover what the three learners do identically: the critic ensemble (its network,
+optimiser, values and TD step toward a given target), the bootstrapped TD target, one
+optimiser step on a loss, Polyak averaging of target networks, and running ``utd`` update
+steps in one ``lax.scan``. The configs only need ``critic_hidden``, ``num_critics`` and
+``critic_lr`` for the critic functions.
 """
 
 from __future__ import annotations
@@ -14,11 +16,25 @@ from typing import Any, TypeVar
 import jax
 import optax
 
+from qscore.networks import CriticEnsemble
 from qscore.replay import Batch
 
 Params = Any
 Metrics = dict[str, jax.Array]
 Agent = TypeVar("Agent")
+
+
+def critic_net(config: Any) -> CriticEnsemble:
+    return CriticEnsemble(config.critic_hidden, config.num_critics)
+
+
+def critic_optimizer(config: Any) -> optax.GradientTransformation:
+    return optax.adam(config.critic_lr)
+
+
+def q_values(config: Any, critic_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
+    """Q_phi_j(s, a) for every critic j: shape (num_critics, B)."""
+    return critic_net(config).apply({"params": critic_params}, obs, action)
 
 
 def bootstrap_target(
@@ -40,6 +56,32 @@ def critic_td_loss(q: jax.Array, target: jax.Array) -> tuple[jax.Array, Metrics]
     """
     loss = ((q - jax.lax.stop_gradient(target)) ** 2).mean(axis=1).sum()
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_std": q.std()}
+
+
+def critic_loss(
+    config: Any, critic_params: Params, batch: Batch, target: jax.Array
+) -> tuple[jax.Array, Metrics]:
+    """sum_j mean_batch (Q_phi_j(s, a) - y)^2 with the target y held fixed."""
+    return critic_td_loss(q_values(config, critic_params, batch.obs, batch.action), target)
+
+
+def critic_step(
+    config: Any,
+    critic_params: Params,
+    critic_opt_state: optax.OptState,
+    batch: Batch,
+    target: jax.Array,
+) -> tuple[Params, optax.OptState, Metrics]:
+    """One Adam step of the critic ensemble toward the TD target ``target`` (targets of the
+    critics themselves are left to the caller, whose schedules differ)."""
+    params, opt_state, metrics, grad_norm = gradient_step(
+        lambda p: critic_loss(config, p, batch, target),
+        critic_optimizer(config),
+        critic_params,
+        critic_opt_state,
+    )
+    metrics = {**metrics, "critic_grad_norm": grad_norm, "target_q_mean": target.mean()}
+    return params, opt_state, metrics
 
 
 def gradient_step(

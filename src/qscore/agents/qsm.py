@@ -28,14 +28,17 @@ from flax import struct
 
 from qscore.agents.common import (
     bootstrap_target,
-    critic_td_loss,
+    critic_net,
+    critic_optimizer,
+    critic_step,
     gradient_step,
     polyak,
+    q_values,
     scan_updates,
 )
 from qscore.config import QSMConfig
 from qscore.diffusion import Schedule, make_schedule, noise_actions, sample_chain
-from qscore.networks import CriticEnsemble, ScoreNet
+from qscore.networks import ScoreNet
 from qscore.replay import Batch
 
 Params = Any
@@ -78,10 +81,6 @@ def score_net(config: QSMConfig, action_dim: int) -> ScoreNet:
     return ScoreNet(action_dim, config.actor_hidden, config.time_features, config.time_hidden)
 
 
-def critic_net(config: QSMConfig) -> CriticEnsemble:
-    return CriticEnsemble(config.critic_hidden, config.num_critics)
-
-
 def actor_learning_rate(config: QSMConfig) -> optax.ScalarOrSchedule:
     """Adam step size of the denoiser: cosine-decayed to 0 over ``actor_lr_decay_steps``."""
     if config.actor_lr_decay_steps > 0:
@@ -91,10 +90,6 @@ def actor_learning_rate(config: QSMConfig) -> optax.ScalarOrSchedule:
 
 def actor_optimizer(config: QSMConfig) -> optax.GradientTransformation:
     return optax.adam(actor_learning_rate(config))
-
-
-def critic_optimizer(config: QSMConfig) -> optax.GradientTransformation:
-    return optax.adam(config.critic_lr)
 
 
 def create_qsm(config: QSMConfig, obs_dim: int, action_dim: int, seed: int) -> QSMAgent:
@@ -164,11 +159,6 @@ def _select_action(
     return action, next_key
 
 
-def q_values(config: QSMConfig, critic_params: Params, obs: jax.Array, action: jax.Array):
-    """Q_phi_j(s, a) for every critic j: shape (num_critics, B)."""
-    return critic_net(config).apply({"params": critic_params}, obs, action)
-
-
 def q_score(
     config: QSMConfig, critic_params: Params, obs: jax.Array, action: jax.Array
 ) -> jax.Array:
@@ -192,13 +182,6 @@ def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
     next_action = jnp.clip(next_action + noise, -1.0, 1.0)
     next_q = q_values(config, agent.target_critic_params, batch.next_obs, next_action).min(axis=0)
     return bootstrap_target(batch.reward, batch.terminated, config.discount, next_q)
-
-
-def critic_loss(
-    config: QSMConfig, critic_params: Params, batch: Batch, target: jax.Array
-) -> tuple[jax.Array, Metrics]:
-    """sum_j mean_batch (Q_phi_j(s, a) - y)^2 with the target y held fixed."""
-    return critic_td_loss(q_values(config, critic_params, batch.obs, batch.action), target)
 
 
 def qsm_actor_loss(
@@ -256,20 +239,19 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
 
 def update_critic(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgent, Metrics]:
     """One Adam step of the critics on the TD loss, then the Polyak update of the targets."""
-    config = agent.config
-    target = td_target(agent, batch, key)
-    params, opt_state, metrics, grad_norm = gradient_step(
-        lambda p: critic_loss(config, p, batch, target),
-        critic_optimizer(config),
+    params, opt_state, metrics = critic_step(
+        agent.config,
         agent.critic_params,
         agent.critic_opt_state,
+        batch,
+        td_target(agent, batch, key),
     )
     agent = agent.replace(
         critic_params=params,
         critic_opt_state=opt_state,
-        target_critic_params=polyak(params, agent.target_critic_params, config.tau),
+        target_critic_params=polyak(params, agent.target_critic_params, agent.config.tau),
     )
-    return agent, {**metrics, "critic_grad_norm": grad_norm, "target_q_mean": target.mean()}
+    return agent, metrics
 
 
 def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:

@@ -31,13 +31,16 @@ from flax import struct
 
 from qscore.agents.common import (
     bootstrap_target,
-    critic_td_loss,
+    critic_net,
+    critic_optimizer,
+    critic_step,
     gradient_step,
     polyak,
+    q_values,
     scan_updates,
 )
 from qscore.config import SACConfig
-from qscore.networks import MLP, CriticEnsemble
+from qscore.networks import MLP
 from qscore.replay import Batch
 
 Params = Any
@@ -83,16 +86,8 @@ def actor_net(config: SACConfig, action_dim: int) -> MLP:
     return MLP(config.actor_hidden, 2 * action_dim, "relu")
 
 
-def critic_net(config: SACConfig) -> CriticEnsemble:
-    return CriticEnsemble(config.critic_hidden, config.num_critics)
-
-
 def actor_optimizer(config: SACConfig) -> optax.GradientTransformation:
     return optax.adam(config.actor_lr)
-
-
-def critic_optimizer(config: SACConfig) -> optax.GradientTransformation:
-    return optax.adam(config.critic_lr)
 
 
 def temperature_optimizer(config: SACConfig) -> optax.GradientTransformation:
@@ -190,11 +185,6 @@ def _select_action(
     return action[0], next_key
 
 
-def q_values(config: SACConfig, critic_params: Params, obs: jax.Array, action: jax.Array):
-    """Q_phi_j(s, a) for every critic j: shape (num_critics, B)."""
-    return critic_net(config).apply({"params": critic_params}, obs, action)
-
-
 def td_target(agent: SACAgent, batch: Batch, key: jax.Array) -> jax.Array:
     """y = r + gamma (1 - terminated) (min_j Q_target_j(s', a') - alpha log pi(a' | s'))."""
     config = agent.config
@@ -210,16 +200,13 @@ def td_target(agent: SACAgent, batch: Batch, key: jax.Array) -> jax.Array:
 
 def update_critic(agent: SACAgent, batch: Batch, key: jax.Array) -> tuple[SACAgent, Metrics]:
     """One Adam step of the critics on the soft TD loss (targets are updated later)."""
-    config = agent.config
-    target = td_target(agent, batch, key)
-
-    def loss_fn(critic_params: Params) -> tuple[jax.Array, Metrics]:
-        return critic_td_loss(q_values(config, critic_params, batch.obs, batch.action), target)
-
-    params, opt_state, metrics, grad_norm = gradient_step(
-        loss_fn, critic_optimizer(config), agent.critic_params, agent.critic_opt_state
+    params, opt_state, metrics = critic_step(
+        agent.config,
+        agent.critic_params,
+        agent.critic_opt_state,
+        batch,
+        td_target(agent, batch, key),
     )
-    metrics = {**metrics, "critic_grad_norm": grad_norm, "target_q_mean": target.mean()}
     return agent.replace(critic_params=params, critic_opt_state=opt_state), metrics
 
 

@@ -36,13 +36,16 @@ from flax import struct
 
 from qscore.agents.common import (
     bootstrap_target,
-    critic_td_loss,
+    critic_net,
+    critic_optimizer,
+    critic_step,
     gradient_step,
     polyak,
+    q_values,
     scan_updates,
 )
 from qscore.config import TD3Config
-from qscore.networks import MLP, CriticEnsemble
+from qscore.networks import MLP
 from qscore.replay import Batch
 
 Params = Any
@@ -87,16 +90,8 @@ def actor_net(config: TD3Config, action_dim: int) -> MLP:
     return MLP(config.actor_hidden, action_dim, "relu")
 
 
-def critic_net(config: TD3Config) -> CriticEnsemble:
-    return CriticEnsemble(config.critic_hidden, config.num_critics)
-
-
 def actor_optimizer(config: TD3Config) -> optax.GradientTransformation:
     return optax.adam(config.actor_lr)
-
-
-def critic_optimizer(config: TD3Config) -> optax.GradientTransformation:
-    return optax.adam(config.critic_lr)
 
 
 def create_td3(config: TD3Config, obs_dim: int, action_dim: int, seed: int) -> TD3Agent:
@@ -146,11 +141,6 @@ def _select_action(
     return action, next_key
 
 
-def q_values(config: TD3Config, critic_params: Params, obs: jax.Array, action: jax.Array):
-    """Q_phi_j(s, a) for every critic j: shape (num_critics, B)."""
-    return critic_net(config).apply({"params": critic_params}, obs, action)
-
-
 def smoothed_target_action(agent: TD3Agent, next_obs: jax.Array, key: jax.Array) -> jax.Array:
     """a' = clip(pi_target(s') + clip(N(0, target_noise^2), -c, c), -1, 1): target smoothing."""
     config = agent.config
@@ -172,16 +162,13 @@ def td_target(agent: TD3Agent, batch: Batch, key: jax.Array) -> jax.Array:
 
 def update_critic(agent: TD3Agent, batch: Batch, key: jax.Array) -> tuple[TD3Agent, Metrics]:
     """One Adam step of the critics on the TD loss (targets are updated with the actor)."""
-    config = agent.config
-    target = td_target(agent, batch, key)
-
-    def loss_fn(critic_params: Params) -> tuple[jax.Array, Metrics]:
-        return critic_td_loss(q_values(config, critic_params, batch.obs, batch.action), target)
-
-    params, opt_state, metrics, grad_norm = gradient_step(
-        loss_fn, critic_optimizer(config), agent.critic_params, agent.critic_opt_state
+    params, opt_state, metrics = critic_step(
+        agent.config,
+        agent.critic_params,
+        agent.critic_opt_state,
+        batch,
+        td_target(agent, batch, key),
     )
-    metrics = {**metrics, "critic_grad_norm": grad_norm, "target_q_mean": target.mean()}
     return agent.replace(critic_params=params, critic_opt_state=opt_state), metrics
 
 
