@@ -25,6 +25,21 @@ def _config(algo: str, **changes):
 
 
 @pytest.mark.parametrize("algo", ALGOS)
+def test_act_gives_bounded_numpy_actions_as_a_function_of_the_key(algo):
+    algorithm = get_algorithm(algo)
+    agent = algorithm.create(_config(algo), OBS_DIM, ACTION_DIM, seed=0)
+    for obs in (np.ones(OBS_DIM, np.float32), 100.0 * np.ones(OBS_DIM, np.float32)):
+        for explore in (False, True):
+            action, next_key = agent.act(obs, jax.random.PRNGKey(2), explore)
+            again, _ = agent.act(obs, jax.random.PRNGKey(2), explore)
+            assert isinstance(action, np.ndarray)
+            assert action.shape == (ACTION_DIM,) and action.dtype == np.float32
+            assert np.all(np.abs(action) <= 1.0)
+            np.testing.assert_array_equal(action, again)
+            assert not np.array_equal(np.asarray(next_key), np.asarray(jax.random.PRNGKey(2)))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
 def test_same_seed_same_result_different_seed_differs(algo):
     algorithm, config = get_algorithm(algo), _config(algo)
     batches = random_batches(1, 16)
