@@ -47,11 +47,12 @@ def _field_doc(cls: type, name: str) -> str:
     return ""
 
 
-def _parse_widths(text: str) -> tuple[int, ...]:
+def _parse_ints(text: str) -> tuple[int, ...]:
+    """Comma-separated integers: network widths (``256,256``) or seeds (``0,1,2``)."""
     try:
         return tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected widths like 256,256, got {text!r}") from error
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2, got {text!r}") from error
 
 
 def _parse_bool(text: str) -> bool:
@@ -72,20 +73,13 @@ def _parse_optional_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from error
 
 
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from error
-
-
 def _flag_type(default: Any) -> Any:
     if default is None:
         return _parse_optional_float
     if isinstance(default, bool):
         return _parse_bool
     if isinstance(default, tuple):
-        return _parse_widths
+        return _parse_ints
     return type(default)
 
 
@@ -132,7 +126,7 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="run directory to create")
     train.add_argument(
         "--seeds",
-        type=_parse_seeds,
+        type=_parse_ints,
         help="train one agent per seed in one process (e.g. 0,1,2,3); outputs in OUT/seed_S",
     )
     train.add_argument(
@@ -277,7 +271,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides = _given_overrides(args)
         algo, preset = args.algo or "qsm", args.preset or "paper"
         config = make_config(preset, overrides[AGENT], overrides[TRAIN], algo)
-        seeds = args.seeds or [config.train.seed]
+        seeds = list(args.seeds or [config.train.seed])
         summaries = train_seeds(
             config, seeds, args.out, overwrite=args.overwrite, progress=not args.no_progress
         )

@@ -32,7 +32,7 @@ import tomllib
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +108,12 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path) -> list[Cell]:
                 train = {**spec.get("train", {}), **variant.get("train", {})}
                 name = variant.get("name", "")
                 for seed in seeds:
-                    label = f"{algo}-{name}" if name else algo
-                    folder = sweep_dir / env_id.replace(":", "_") / label / f"seed_{seed}"
                     cell = Cell(
-                        algo, env_id, int(seed), name, str(folder),
-                        spec.get("preset", "paper"), agent, train,
+                        algo, env_id, int(seed), name, "", spec.get("preset", "paper"),
+                        agent, train,
                     )  # fmt: skip
+                    folder = sweep_dir / env_id.replace(":", "_") / cell.label / f"seed_{seed}"
+                    cell = replace(cell, run_dir=str(folder))
                     cell.config()  # validate now
                     cells.append(cell)
     return cells
