@@ -6,7 +6,7 @@ import pytest
 from qscore.diffusion import make_schedule, noise_actions, sample_chain, vp_betas
 
 
-@pytest.mark.parametrize("kind", ["vp", "cosine"])
+@pytest.mark.parametrize("kind", ["vp", "cosine", "linear"])
 @pytest.mark.parametrize("steps", [1, 2, 5, 20, 100])
 def test_alpha_bar_strictly_decreasing_in_unit_interval(kind, steps):
     schedule = make_schedule(kind, steps)
@@ -23,6 +23,11 @@ def test_vp_schedule_matches_the_integrated_rate():
     alphas = 1 - vp_betas(5, 0.1, 10.0)
     np.testing.assert_allclose(alphas[0], np.exp(-0.218), rtol=1e-9)
     np.testing.assert_allclose(alphas[-1], np.exp(-1.802), rtol=1e-9)
+
+
+def test_linear_schedule_spaces_betas_evenly():
+    betas = np.asarray(make_schedule("linear", 5, linear_start=0.01, linear_end=0.05).betas)
+    np.testing.assert_allclose(betas, [0.01, 0.02, 0.03, 0.04, 0.05], rtol=1e-6)
 
 
 def test_forward_noising_interpolates_with_alpha_bar():

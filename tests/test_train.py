@@ -78,7 +78,16 @@ def test_run_directory_contents(tmp_path):
     assert {"step", "return_mean", "return_std", "episodes", "wall_time"} <= set(evals[0])
     rows = read_csv(run / "train.csv")
     assert [int(r["step"]) for r in rows] == [100, 200, 300]
-    for column in ("critic_loss", "actor_loss", "q_mean", "q_grad_norm", "steps_per_sec"):
+    for column in (
+        "critic_loss",
+        "actor_loss",
+        "q_mean",
+        "q_grad_norm",
+        "score_alignment",
+        "action_spread",
+        "action_at_bound",
+        "steps_per_sec",
+    ):
         assert math.isfinite(float(rows[-1][column])), column
     assert rows[0]["critic_loss"] == ""  # no update during the warm-up
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())

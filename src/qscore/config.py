@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-BETA_SCHEDULES = ("vp", "cosine")
+BETA_SCHEDULES = ("vp", "cosine", "linear")
+Q_SCORE_TARGETS = ("scaled", "normalized", "normalized_per_state")
 
 
 class ConfigError(ValueError):
@@ -32,17 +33,39 @@ class QSMConfig:
     num_diffusion_steps: int = 5
     """[T] number of reverse (denoising) steps of the DDPM policy."""
     beta_schedule: str = "vp"
-    """Noise schedule beta_t: ``vp`` (the authors' variance-preserving one) or ``cosine``."""
+    """Noise schedule beta_t: ``vp`` (the authors' variance-preserving one), ``cosine``
+    (Nichol and Dhariwal) or ``linear`` (beta_t evenly spaced, as the DDPM paper)."""
     beta_min: float = 0.1
     """[b_min] smallest rate of the continuous VP schedule (``vp`` only)."""
     beta_max: float = 10.0
     """[b_max] largest rate of the continuous VP schedule (``vp`` only)."""
+    linear_beta_start: float = 1e-4
+    """[beta_1] first beta of the ``linear`` schedule (the authors' code: 1e-4)."""
+    linear_beta_end: float = 2e-2
+    """[beta_T] last beta of the ``linear`` schedule (the authors' code: 2e-2)."""
+    q_score_target: str = "scaled"
+    """Regression target eps* of the denoiser, from g = grad_a Q(s, a_k): ``scaled`` (the
+    paper: -alpha * g), ``normalized`` (-sigma_k * g / (lambda * mean|g|), mean over the
+    batch) or ``normalized_per_state`` (the same with mean|g| taken per state)."""
     q_score_scale: float = 50.0
-    """[alpha, the authors' M_q] scale of the target -alpha * grad_a Q for eps_theta."""
+    """[alpha, the authors' M_q] scale of the ``scaled`` target -alpha * g."""
+    q_score_temperature: float = 0.1
+    """[lambda] temperature of the normalized targets, relative to the mean |g|."""
+    q_score_from_target_critics: bool = False
+    """Take g from the Polyak target critics instead of the online critics."""
+    denoise_replay_actions: bool = False
+    """Add the forward noise eps to the target (denoising score matching on replay actions),
+    so the policy becomes the replay distribution tilted by Q instead of ascent from noise."""
+    best_of_n_eval: int = 1
+    """Evaluation acts with the best of this many chain samples by min_j Q_phi_j (1: one sample)."""
+    best_of_n_explore: int = 1
+    """Exploration takes the best of this many chain samples by Q before its noise (1: one)."""
     actor_hidden: tuple[int, ...] = (512, 512)
     """Hidden widths of the denoiser eps_theta (mish activations)."""
     critic_hidden: tuple[int, ...] = (512, 512)
     """Hidden widths of each critic Q_phi_j (relu activations)."""
+    critic_layer_norm: bool = False
+    """Layer normalisation after every hidden layer of the critics (before the relu)."""
     time_features: int = 64
     """Number of learnable Fourier features of the diffusion step t."""
     time_hidden: tuple[int, ...] = (128, 128)
@@ -279,7 +302,18 @@ def validate(config: RunConfig) -> RunConfig:
             f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {a.beta_schedule!r}",
         )
         _require(0 < a.beta_min < a.beta_max, "need 0 < beta_min < beta_max")
+        _require(
+            0 < a.linear_beta_start <= a.linear_beta_end < 1,
+            "need 0 < linear_beta_start <= linear_beta_end < 1",
+        )
+        _require(
+            a.q_score_target in Q_SCORE_TARGETS,
+            f"q_score_target must be one of {', '.join(Q_SCORE_TARGETS)}, got {a.q_score_target!r}",
+        )
         _require(a.q_score_scale > 0, "q_score_scale (alpha) must be > 0")
+        _require(a.q_score_temperature > 0, "q_score_temperature (lambda) must be > 0")
+        _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
+        _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
         _require(
             a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2"
         )

@@ -50,14 +50,33 @@ def cosine_betas(num_steps: int, offset: float = 0.008, max_beta: float = 0.999)
     return np.clip(1.0 - alpha_bars[1:] / alpha_bars[:-1], 0.0, max_beta)
 
 
+def linear_betas(num_steps: int, start: float = 1e-4, end: float = 2e-2) -> np.ndarray:
+    """Betas evenly spaced from ``start`` to ``end`` (the DDPM paper's schedule).
+
+    With the DDPM values (1e-4 to 2e-2, made for T = 1000) and a small T, alpha_bar_T stays
+    near 1: the chain then starts from noise that the forward process never reaches.
+    """
+    if num_steps == 1:
+        return np.asarray([end], dtype=np.float64)
+    return np.linspace(start, end, num_steps, dtype=np.float64)
+
+
 def make_schedule(
-    kind: str, num_steps: int, beta_min: float = 0.1, beta_max: float = 10.0
+    kind: str,
+    num_steps: int,
+    beta_min: float = 0.1,
+    beta_max: float = 10.0,
+    linear_start: float = 1e-4,
+    linear_end: float = 2e-2,
 ) -> Schedule:
-    """Build a :class:`Schedule` of ``num_steps`` steps; ``kind`` is ``vp`` or ``cosine``."""
+    """Build a :class:`Schedule` of ``num_steps`` steps; ``kind`` is ``vp``, ``cosine`` or
+    ``linear`` (``beta_min``/``beta_max`` parametrise ``vp``, ``linear_*`` the linear one)."""
     if kind == "vp":
         betas = vp_betas(num_steps, beta_min, beta_max)
     elif kind == "cosine":
         betas = cosine_betas(num_steps)
+    elif kind == "linear":
+        betas = linear_betas(num_steps, linear_start, linear_end)
     else:
         raise ValueError(f"unknown beta schedule {kind!r}")
     alphas = 1.0 - betas

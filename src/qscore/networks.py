@@ -25,17 +25,22 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "mi
 
 
 class MLP(nn.Module):
-    """Dense layers of widths ``hidden``, each followed by ``activation``, then an output layer."""
+    """Dense layers of widths ``hidden``, each followed by ``activation`` (after a layer
+    normalisation when ``layer_norm``), then an output layer."""
 
     hidden: Sequence[int]
     output_dim: int
     activation: str = "relu"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(nn.Dense(width)(x))
+            x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = act(x)
         return nn.Dense(self.output_dim)(x)
 
 
@@ -85,11 +90,12 @@ class Critic(nn.Module):
     """One action-value network Q_phi(s, a) -> scalar."""
 
     hidden: Sequence[int] = (512, 512)
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([obs, action], axis=-1)
-        return MLP(self.hidden, 1, "relu")(x)[..., 0]
+        return MLP(self.hidden, 1, "relu", self.layer_norm)(x)[..., 0]
 
 
 class CriticEnsemble(nn.Module):
@@ -97,6 +103,7 @@ class CriticEnsemble(nn.Module):
 
     hidden: Sequence[int] = (512, 512)
     num: int = 2
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -108,4 +115,4 @@ class CriticEnsemble(nn.Module):
             out_axes=0,
             axis_size=self.num,
         )
-        return ensemble(self.hidden)(obs, action)
+        return ensemble(self.hidden, self.layer_norm)(obs, action)

@@ -156,6 +156,15 @@ def evaluation_key(seed: int, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), step)
 
 
+def diagnostics_key(seed: int, step: int) -> jax.Array:
+    """The key of the logged policy diagnostics at ``step`` (independent of all other keys)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 3), step)
+
+
+DIAGNOSTIC_STATES = 32
+"""States of the last update batch at which the policy diagnostics are measured."""
+
+
 def _key(data: list[int]) -> jax.Array:
     return jax.numpy.asarray(np.asarray(data, np.uint32))
 
@@ -237,6 +246,12 @@ def _update_seeds(update_fn: Any, agents: Any, batches: Batch) -> tuple[Any, dic
 def _act_seeds(agents: Any, obs: jax.Array, keys: jax.Array, explore: bool) -> tuple:
     """One action per seed from that seed's agent and observation."""
     return jax.vmap(lambda agent, o, k: agent.policy(o, k, explore))(agents, obs, keys)
+
+
+@partial(jax.jit, static_argnames=("diagnose_fn",))
+def _diagnose_seeds(diagnose_fn: Any, agents: Any, obs: jax.Array, keys: jax.Array) -> dict:
+    """The algorithm's policy diagnostics for every seed (obs and keys with a seed axis)."""
+    return jax.vmap(diagnose_fn)(agents, obs, keys)
 
 
 @dataclass
@@ -360,7 +375,7 @@ def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> 
 def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) -> list[dict]:
     """The loop, for every seed at once: all seeds share the step counter."""
     tc, ac = config.train, config.agent
-    update_fn = get_algorithm(config.algo).update
+    algorithm = get_algorithm(config.algo)
     action_dim = space_dims(runs[0].env)[1]
     start_step = runs[0].state.step
     for run in runs:
@@ -375,6 +390,7 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
     clock_start = time.perf_counter() - runs[0].state.elapsed_s
     window_start, window_steps = time.perf_counter(), 0
     metrics: dict[str, jax.Array] = {}
+    batches: Batch | None = None
     statuses = ["completed"] * len(runs)
 
     def save(step: int) -> None:
@@ -422,8 +438,12 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
         bar.set_postfix(eval_return=f"{shown:.1f}")
 
     def log(step: int) -> None:
-        nonlocal window_start, window_steps
+        nonlocal window_start, window_steps, metrics
         now = time.perf_counter()
+        if algorithm.diagnose is not None and batches is not None:
+            keys = jax.numpy.stack([diagnostics_key(run.state.seed, step) for run in runs])
+            obs = batches.obs[:, 0, :DIAGNOSTIC_STATES]
+            metrics = {**metrics, **_diagnose_seeds(algorithm.diagnose, agents, obs, keys)}
         for i, run in enumerate(runs):
             row: dict[str, Any] = {"step": step, "episodes": run.state.episodes}
             row.update(_episode_stats(run.state.window_returns))
@@ -479,7 +499,7 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
                     batches = _stacked_batches(
                         [run.buffer.sample(run.host_rng, (ac.utd, ac.batch_size)) for run in runs]
                     )
-                    agents, metrics = _update_seeds(update_fn, agents, batches)
+                    agents, metrics = _update_seeds(algorithm.update, agents, batches)
 
                 window_steps += 1
                 bar.update(1)

@@ -68,7 +68,14 @@ class QSMAgent(struct.PyTreeNode):
         ``explore`` adds the exploration noise; otherwise it is one sample of the chain.
         """
         return _select_action(
-            self.config, self.action_dim, self.actor_params, self.schedule, obs, key, explore
+            self.config,
+            self.action_dim,
+            self.actor_params,
+            self.critic_params,
+            self.schedule,
+            obs,
+            key,
+            explore,
         )
 
     def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
@@ -92,6 +99,18 @@ def actor_optimizer(config: QSMConfig) -> optax.GradientTransformation:
     return optax.adam(actor_learning_rate(config))
 
 
+def schedule_of(config: QSMConfig) -> Schedule:
+    """The noise schedule a config names (its kind, T and the kind's parameters)."""
+    return make_schedule(
+        config.beta_schedule,
+        config.num_diffusion_steps,
+        config.beta_min,
+        config.beta_max,
+        config.linear_beta_start,
+        config.linear_beta_end,
+    )
+
+
 def create_qsm(config: QSMConfig, obs_dim: int, action_dim: int, seed: int) -> QSMAgent:
     """Initialise networks, optimisers and targets from ``seed``."""
     rng, actor_key, critic_key = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -106,9 +125,7 @@ def create_qsm(config: QSMConfig, obs_dim: int, action_dim: int, seed: int) -> Q
         critic_params=critic_params,
         critic_opt_state=critic_optimizer(config).init(critic_params),
         target_critic_params=critic_params,
-        schedule=make_schedule(
-            config.beta_schedule, config.num_diffusion_steps, config.beta_min, config.beta_max
-        ),
+        schedule=schedule_of(config),
         rng=rng,
         num_updates=jnp.zeros((), jnp.int32),
         config=config,
@@ -140,11 +157,35 @@ def sample_policy(
     )
 
 
+def best_of_n(
+    config: QSMConfig,
+    action_dim: int,
+    actor_params: Params,
+    critic_params: Params,
+    schedule: Schedule,
+    obs: jax.Array,
+    key: jax.Array,
+    num_samples: int,
+) -> jax.Array:
+    """For each observation (rows of ``obs``), the chain sample with the highest
+    min_j Q_phi_j among ``num_samples`` (one plain sample when ``num_samples`` is 1)."""
+    if num_samples == 1:
+        return sample_policy(config, action_dim, actor_params, schedule, obs, key)
+    batch = obs.shape[0]
+    repeated = jnp.repeat(obs, num_samples, axis=0)
+    candidates = sample_policy(config, action_dim, actor_params, schedule, repeated, key)
+    q = q_values(config, critic_params, repeated, candidates).min(axis=0)
+    best = jnp.argmax(q.reshape(batch, num_samples), axis=1)
+    candidates = candidates.reshape(batch, num_samples, action_dim)
+    return jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
+
+
 @partial(jax.jit, static_argnames=("config", "action_dim", "explore"))
 def _select_action(
     config: QSMConfig,
     action_dim: int,
     actor_params: Params,
+    critic_params: Params,
     schedule: Schedule,
     obs: jax.Array,
     key: jax.Array,
@@ -152,7 +193,10 @@ def _select_action(
 ) -> tuple[jax.Array, jax.Array]:
     next_key, chain_key, noise_key = jax.random.split(key, 3)
     obs = jnp.asarray(obs, jnp.float32)[None]
-    action = sample_policy(config, action_dim, actor_params, schedule, obs, chain_key)[0]
+    num_samples = config.best_of_n_explore if explore else config.best_of_n_eval
+    action = best_of_n(
+        config, action_dim, actor_params, critic_params, schedule, obs, chain_key, num_samples
+    )[0]
     if explore:
         noise = config.exploration_noise * jax.random.normal(noise_key, action.shape)
         action = jnp.clip(action + noise, -1.0, 1.0)
@@ -184,6 +228,29 @@ def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
     return bootstrap_target(batch.reward, batch.terminated, config.discount, next_q)
 
 
+def q_score_target(
+    config: QSMConfig, g: jax.Array, sigma: jax.Array, noise: jax.Array
+) -> jax.Array:
+    """The denoiser's regression target eps* for Q-scores g (B, d) at noise levels sigma (B, 1).
+
+    ``scaled`` (the paper): eps* = -alpha g. ``normalized``: eps* = -sigma_k g / (lambda
+    mean|g|), the mean over the batch, so the target no longer has the scale of the rewards
+    and shrinks with the noise level as a score should; ``normalized_per_state`` takes
+    mean|g| over each state's action coordinates. ``denoise_replay_actions`` adds the
+    forward noise eps (the denoising score-matching target of the replay action).
+    """
+    if config.q_score_target == "scaled":
+        target = -config.q_score_scale * g
+    else:
+        per_state = config.q_score_target == "normalized_per_state"
+        axes = -1 if per_state else None
+        magnitude = jnp.abs(g).mean(axis=axes, keepdims=per_state)
+        target = -sigma * g / (config.q_score_temperature * magnitude + 1e-8)
+    if config.denoise_replay_actions:
+        target = target + noise
+    return target
+
+
 def qsm_actor_loss(
     config: QSMConfig,
     action_dim: int,
@@ -193,10 +260,11 @@ def qsm_actor_loss(
     batch: Batch,
     key: jax.Array,
 ) -> tuple[jax.Array, Metrics]:
-    """The QSM loss: mean_batch || eps_theta(s, a_k, k) + alpha * g(s, a_k) ||^2.
+    """The QSM loss: mean_batch || eps_theta(s, a_k, k) - eps*(g(s, a_k)) ||^2.
 
     g is the critics' action-gradient at the noised replay action, held fixed
-    (stop-gradient), so only theta receives gradient.
+    (stop-gradient), so only theta receives gradient; eps* is :func:`q_score_target`
+    (-alpha g in the paper). ``critic_params`` are the online or the target critics.
     """
     step_key, noise_key = jax.random.split(key)
     batch_size = batch.action.shape[0]
@@ -204,7 +272,8 @@ def qsm_actor_loss(
     noise = jax.random.normal(noise_key, batch.action.shape)
     noisy_action = noise_actions(schedule, batch.action, steps[:, 0], noise)
     g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, noisy_action))
-    target_eps = -config.q_score_scale * g
+    sigma = jnp.sqrt(1.0 - schedule.alpha_bars[steps])
+    target_eps = q_score_target(config, g, sigma, noise)
     eps = score_net(config, action_dim).apply(
         {"params": actor_params}, batch.obs, noisy_action, steps
     )
@@ -225,9 +294,13 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
     """One Adam step of the denoiser on the QSM loss."""
     config = agent.config
 
+    critic_params = (
+        agent.target_critic_params if config.q_score_from_target_critics else agent.critic_params
+    )
+
     def loss_fn(actor_params: Params) -> tuple[jax.Array, Metrics]:
         return qsm_actor_loss(
-            config, agent.action_dim, actor_params, agent.critic_params, agent.schedule, batch, key
+            config, agent.action_dim, actor_params, critic_params, agent.schedule, batch, key
         )
 
     params, opt_state, metrics, grad_norm = gradient_step(
@@ -263,6 +336,28 @@ def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
     actor_lr = lr(agent.num_updates) if callable(lr) else jnp.asarray(lr)
     agent = agent.replace(rng=rng, num_updates=agent.num_updates + 1)
     return agent, {**actor_metrics, **critic_metrics, "actor_lr": actor_lr}
+
+
+@partial(jax.jit, static_argnames=("samples_per_state",))
+def diagnose(
+    agent: QSMAgent, obs: jax.Array, key: jax.Array, samples_per_state: int = 8
+) -> Metrics:
+    """Diagnostics of the policy at states ``obs`` (B, obs_dim), for the training log.
+
+    ``action_spread``: the std of ``samples_per_state`` chain samples (no exploration noise)
+    for the same state, averaged over states and action coordinates (the policy's own
+    exploration; 0 for a deterministic policy, 0.577 for uniform actions on [-1, 1]).
+    ``action_at_bound``: the share of sampled action coordinates within 1e-3 of +-1.
+    """
+    repeated = jnp.repeat(obs, samples_per_state, axis=0)
+    actions = sample_policy(
+        agent.config, agent.action_dim, agent.actor_params, agent.schedule, repeated, key
+    )
+    per_state = actions.reshape(obs.shape[0], samples_per_state, agent.action_dim)
+    return {
+        "action_spread": per_state.std(axis=1).mean(),
+        "action_at_bound": (jnp.abs(actions) > 1.0 - 1e-3).mean(),
+    }
 
 
 @jax.jit

@@ -1,0 +1,133 @@
+"""The named QSM variants: Q-score targets, target critics, best-of-N, layer-normalised
+critics and the logged policy diagnostics."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qscore.agents.common import q_values
+from qscore.agents.qsm import (
+    best_of_n,
+    create_qsm,
+    diagnose,
+    q_score_target,
+    sample_policy,
+    update,
+    update_actor,
+)
+
+from .helpers import ACTION_DIM, OBS_DIM, leaves_equal, random_batch, random_batches
+
+
+def _targets(config, g, sigma, noise):
+    return np.asarray(q_score_target(config, jnp.asarray(g), jnp.asarray(sigma), noise))
+
+
+def test_scaled_target_is_the_papers(tiny_config):
+    g = np.random.default_rng(0).normal(size=(8, ACTION_DIM)).astype(np.float32)
+    config = dataclasses.replace(tiny_config, q_score_scale=50.0)
+    noise = jnp.ones_like(g)
+    np.testing.assert_allclose(_targets(config, g, np.ones((8, 1)), noise), -50.0 * g, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["normalized", "normalized_per_state"])
+def test_normalized_targets_ignore_the_scale_of_q(tiny_config, kind):
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(8, ACTION_DIM)).astype(np.float32) * rng.uniform(0.1, 3, (8, 1))
+    sigma = rng.uniform(0.1, 1.0, (8, 1)).astype(np.float32)
+    config = dataclasses.replace(tiny_config, q_score_target=kind, q_score_temperature=0.1)
+    noise = jnp.zeros_like(g)
+    base = _targets(config, g, sigma, noise)
+    for scale in (0.1, 10.0, 1000.0):
+        np.testing.assert_allclose(_targets(config, scale * g, sigma, noise), base, rtol=1e-4)
+    # The target points down the Q-gradient and scales with sigma_k / lambda.
+    assert np.all(np.sign(base) == -np.sign(g))
+    magnitude = np.abs(base / sigma)
+    if kind == "normalized":
+        np.testing.assert_allclose(magnitude.mean(), 10.0, rtol=1e-4)
+    else:
+        np.testing.assert_allclose(magnitude.mean(axis=1), 10.0, rtol=1e-4)
+
+
+def test_denoising_adds_the_forward_noise(tiny_config):
+    g = np.random.default_rng(2).normal(size=(8, ACTION_DIM)).astype(np.float32)
+    noise = np.random.default_rng(3).normal(size=(8, ACTION_DIM)).astype(np.float32)
+    plain = dataclasses.replace(tiny_config, q_score_target="normalized")
+    denoising = dataclasses.replace(plain, denoise_replay_actions=True)
+    sigma = np.full((8, 1), 0.5, np.float32)
+    np.testing.assert_allclose(
+        _targets(denoising, g, sigma, noise), _targets(plain, g, sigma, noise) + noise, rtol=1e-5
+    )
+
+
+def test_q_score_can_come_from_the_target_critics(tiny_config):
+    flagged = dataclasses.replace(tiny_config, q_score_from_target_critics=True)
+    agent = create_qsm(flagged, OBS_DIM, ACTION_DIM, seed=0)
+    target = create_qsm(flagged, OBS_DIM, ACTION_DIM, seed=1).critic_params
+    agent = agent.replace(target_critic_params=target)
+    batch, key = random_batch(16), jax.random.PRNGKey(0)
+    from_target, _ = update_actor(agent, batch, key)
+    # The same step as an online-critic agent whose online critics are those targets...
+    swapped = agent.replace(config=tiny_config, critic_params=target)
+    expected, _ = update_actor(swapped, batch, key)
+    assert leaves_equal(from_target.actor_params, expected.actor_params)
+    # ...and not the step the online critics give.
+    online, _ = update_actor(agent.replace(config=tiny_config), batch, key)
+    assert not leaves_equal(from_target.actor_params, online.actor_params)
+
+
+def test_best_of_n_picks_the_highest_q_sample(tiny_config):
+    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
+    obs = jnp.asarray(np.random.default_rng(4).normal(size=(3, OBS_DIM)), jnp.float32)
+    key, n = jax.random.PRNGKey(5), 6
+    args = (tiny_config, ACTION_DIM, agent.actor_params, agent.critic_params, agent.schedule)
+    chosen = best_of_n(*args, obs, key, n)
+    repeated = jnp.repeat(obs, n, axis=0)
+    candidates = sample_policy(
+        tiny_config, ACTION_DIM, agent.actor_params, agent.schedule, repeated, key
+    )
+    q = q_values(tiny_config, agent.critic_params, repeated, candidates).min(0).reshape(3, n)
+    expected = candidates.reshape(3, n, ACTION_DIM)[np.arange(3), np.argmax(q, axis=1)]
+    np.testing.assert_allclose(chosen, expected, rtol=1e-6)
+    assert np.all(np.asarray(q.max(axis=1)) >= np.asarray(q.mean(axis=1)))
+
+
+def test_best_of_n_actions_come_from_the_policy_api(tiny_config):
+    config = dataclasses.replace(tiny_config, best_of_n_eval=4, best_of_n_explore=2)
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    obs = np.zeros(OBS_DIM, np.float32)
+    for explore in (False, True):
+        action, _ = agent.act(obs, jax.random.PRNGKey(0), explore)
+        assert action.shape == (ACTION_DIM,) and np.all(np.abs(action) <= 1.0)
+
+
+def test_layer_normalised_critics_train(tiny_config):
+    config = dataclasses.replace(tiny_config, critic_layer_norm=True)
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    names = jax.tree_util.tree_flatten_with_path(agent.critic_params)[0]
+    assert any("LayerNorm" in jax.tree_util.keystr(path) for path, _ in names)
+    new, metrics = update(agent, random_batches(2, 16))
+    assert np.isfinite(float(metrics["critic_loss"]))
+    assert not np.allclose(
+        jax.tree_util.tree_leaves(new.critic_params)[0],
+        jax.tree_util.tree_leaves(agent.critic_params)[0],
+    )
+
+
+def test_diagnostics_measure_spread_and_bound_share(tiny_config):
+    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
+    obs = jnp.zeros((4, OBS_DIM))
+    metrics = diagnose(agent, obs, jax.random.PRNGKey(0), samples_per_state=64)
+    # The untrained chain (VP, T = 5) amplifies its start noise about 12-fold, so most
+    # clipped coordinates sit at the bounds and the spread is near that of a fair coin on +-1.
+    assert 0.5 < float(metrics["action_at_bound"]) <= 1.0
+    assert 0.6 < float(metrics["action_spread"]) <= 1.0
+    # A denoiser predicting a huge negative noise sends every sample to the upper bound.
+    params = jax.tree_util.tree_map(jnp.zeros_like, agent.actor_params)
+    params["MLP_1"]["Dense_2"]["bias"] = jnp.full((ACTION_DIM,), -1e3)
+    pinned = diagnose(agent.replace(actor_params=params), obs, jax.random.PRNGKey(0), 64)
+    assert float(pinned["action_spread"]) == 0.0
+    assert float(pinned["action_at_bound"]) == 1.0
