@@ -119,3 +119,27 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     with pytest.raises(RunDirError, match="already exists"):
         train(_tiny_run(), run, progress=False)
     assert (run / "eval.csv").read_text() == "precious\n"
+
+
+def test_discounted_returns_and_critic_error():
+    from qscore.agents.qsm import create_qsm
+    from qscore.evaluate import Trajectory, critic_error, discounted_returns
+
+    from .helpers import constant_critics
+
+    np.testing.assert_allclose(discounted_returns(np.array([1.0, 2.0, 4.0]), 0.5), [3.0, 4.0, 4.0])
+    config = make_config("fast", {"actor_hidden": (8,), "critic_hidden": (8,)}).agent
+    agent = create_qsm(config, 3, 2, seed=0)
+    agent = agent.replace(critic_params=constant_critics(agent.critic_params, [5.0, 7.0]))
+    ended = Trajectory(np.zeros((3, 3)), np.zeros((3, 2)), np.array([1.0, 1.0, 1.0]), True)
+    # Q = min(5, 7) = 5 everywhere; G = 1 + 0.99 + 0.99^2, 1.99, 1 for a terminated episode.
+    returns = discounted_returns(ended.rewards, 0.99)
+    error = critic_error(agent, [ended])
+    assert error["q_bias"] == pytest.approx(5.0 - returns.mean(), rel=1e-5)
+    assert error["q_relative_error"] == pytest.approx((5.0 - returns).mean() / returns.mean())
+    # A truncated episode's last steps (whose G misses rewards past the limit) are left out.
+    cut = Trajectory(np.zeros((3, 3)), np.zeros((3, 2)), np.ones(3), False)
+    assert critic_error(agent, [cut]) == {}
+    long_cut = Trajectory(np.zeros((600, 3)), np.zeros((600, 2)), np.ones(600), False)
+    kept = critic_error(agent, [long_cut])
+    assert kept["q_bias"] < 5.0 - 99.0  # only early states, whose G is close to 1 / (1 - 0.99)

@@ -41,7 +41,7 @@ from qscore.checkpoint import (
 )
 from qscore.config import ConfigError, RunConfig
 from qscore.envs import make_env, space_dims
-from qscore.evaluate import run_episodes
+from qscore.evaluate import critic_error, run_episodes
 from qscore.logs import CsvLog, TensorBoard
 from qscore.replay import Batch, ReplayBuffer
 
@@ -414,12 +414,14 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
 
     def evaluate(step: int) -> None:
         for i, run in enumerate(runs):
+            agent, trajectories = _member(agents, i), []
             returns = run_episodes(
-                _member(agents, i),
+                agent,
                 run.eval_env,
                 tc.eval_episodes,
                 run.state.seed + EVAL_SEED_OFFSET,
                 evaluation_key(run.state.seed, step),
+                trajectories=trajectories,
             )
             result = {
                 "step": step,
@@ -427,9 +429,11 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
                 "return_std": float(returns.std()),
                 "episodes": len(returns),
                 "wall_time": time.perf_counter() - clock_start,
+                **critic_error(agent, trajectories),
             }
             run.eval_log.append(result)
-            run.board.scalars("eval", {"return_mean": result["return_mean"]}, step)
+            logged = ("return_mean", "q_bias", "q_relative_error")
+            run.board.scalars("eval", {k: result[k] for k in logged if k in result}, step)
             run.state.last_eval = result
             best = run.state.best_eval
             if best is None or result["return_mean"] > best["return_mean"]:
