@@ -56,6 +56,9 @@ class QSMConfig:
     denoise_replay_actions: bool = False
     """Add the forward noise eps to the target (denoising score matching on replay actions),
     so the policy becomes the replay distribution tilted by Q instead of ascent from noise."""
+    normalize_rewards: bool = False
+    """Divide rewards by their root mean square in the first update's batch (then fixed), so
+    the critics see rewards of unit scale whatever the task's units."""
     best_of_n_eval: int = 1
     """Evaluation acts with the best of this many chain samples by min_j Q_phi_j (1: one sample)."""
     best_of_n_explore: int = 1

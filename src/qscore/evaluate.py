@@ -98,7 +98,9 @@ def critic_error(agent: Any, trajectories: list[Trajectory], horizon_weight: flo
     if target.size == 0:
         return {}
     q = q_values(agent.config, agent.critic_params, np.concatenate(obs), np.concatenate(actions))
-    error = np.asarray(q).min(axis=0) - target
+    # Critics that learn from rescaled rewards predict returns in those units.
+    q_in_reward_units = np.asarray(q).min(axis=0) * float(getattr(agent, "reward_scale", 1.0))
+    error = q_in_reward_units - target
     return {
         "q_bias": float(error.mean()),
         "q_relative_error": float(np.abs(error).mean() / max(np.abs(target).mean(), 1e-8)),

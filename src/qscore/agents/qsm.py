@@ -59,6 +59,8 @@ class QSMAgent(struct.PyTreeNode):
     schedule: Schedule
     rng: jax.Array
     num_updates: jax.Array
+    reward_scale: jax.Array
+    """Divisor of the rewards the critics learn from (1 unless ``normalize_rewards``)."""
     config: QSMConfig = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
 
@@ -128,6 +130,7 @@ def create_qsm(config: QSMConfig, obs_dim: int, action_dim: int, seed: int) -> Q
         schedule=schedule_of(config),
         rng=rng,
         num_updates=jnp.zeros((), jnp.int32),
+        reward_scale=jnp.ones((), jnp.float32),
         config=config,
         action_dim=action_dim,
     )
@@ -327,15 +330,29 @@ def update_critic(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAge
     return agent, metrics
 
 
+def fixed_reward_scale(agent: QSMAgent, batch: Batch) -> jax.Array:
+    """The divisor of the rewards: with ``normalize_rewards``, the root mean square of the
+    first update's batch rewards (1 if they are all 0), then fixed for the rest of the run;
+    otherwise 1. Rewards multiplied by c give a divisor multiplied by c."""
+    if not agent.config.normalize_rewards:
+        return agent.reward_scale
+    rms = jnp.sqrt(jnp.mean(batch.reward**2))
+    first = jnp.where(rms > 0, rms, 1.0)
+    return jnp.where(agent.num_updates == 0, first, agent.reward_scale)
+
+
 def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
     """One QSM update: the actor step (Algorithm 1), then the critic step, as the authors do."""
+    agent = agent.replace(reward_scale=fixed_reward_scale(agent, batch))
+    batch = batch._replace(reward=batch.reward / agent.reward_scale)
     rng, actor_key, critic_key = jax.random.split(agent.rng, 3)
     agent, actor_metrics = update_actor(agent, batch, actor_key)
     agent, critic_metrics = update_critic(agent, batch, critic_key)
     lr = actor_learning_rate(agent.config)
     actor_lr = lr(agent.num_updates) if callable(lr) else jnp.asarray(lr)
     agent = agent.replace(rng=rng, num_updates=agent.num_updates + 1)
-    return agent, {**actor_metrics, **critic_metrics, "actor_lr": actor_lr}
+    metrics = {**actor_metrics, **critic_metrics, "actor_lr": actor_lr}
+    return agent, {**metrics, "reward_scale": agent.reward_scale}
 
 
 @partial(jax.jit, static_argnames=("samples_per_state",))
