@@ -39,6 +39,7 @@ def test_round_trip_through_a_dict():
         ({"linear_beta_end": 1.5}, {}, "linear_beta"),
         ({"discount": 1.5}, {}, "discount"),
         ({}, {"total_steps": 0}, "total_steps"),
+        ({}, {"reward_scale": -1.0}, "reward_scale"),
         ({"no_such_field": 1}, {}, "unknown QSMConfig field"),
     ],
 )

@@ -112,6 +112,19 @@ def test_load_single_run(tmp_path):
     assert curve_.run_dir == run
 
 
+def test_load_a_training_metric(tmp_path, capsys):
+    run = write_run(tmp_path / "run", "qsm", "Hopper-v4", 0, [(0, 1.5), (100, 2.5)])
+    (run / "train.csv").write_text("step,critic_loss,action_at_bound\n50,,\n100,3,0.25\n")
+    (curve_,) = load_curves([run], metric="action_at_bound")
+    np.testing.assert_array_equal(curve_.steps, [100])  # the empty warm-up row is dropped
+    np.testing.assert_array_equal(curve_.returns, [0.25])
+    skipped = []
+    assert load_curves([run], skipped, metric="no_such_column") == [] and skipped == [run]
+    out = tmp_path / "bound.png"
+    assert main(["plot", str(run), "--out", str(out), "--metric", "action_at_bound"]) == 0
+    assert out.stat().st_size > 0 and "action_at_bound" in capsys.readouterr().out
+
+
 def test_load_multi_seed_run(tmp_path):
     run = write_multi(
         tmp_path / "multi", "sac", "Walker2d-v4", {s: [(0, s), (10, 10 + s)] for s in (0, 1, 2)}

@@ -168,6 +168,12 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     )  # fmt: skip
     plot.add_argument("--out", type=Path, required=True, help="PNG file to write")
     plot.add_argument("--title", help="figure title")
+    plot.add_argument(
+        "--metric",
+        default="return_mean",
+        help="column to plot: of eval.csv (return_mean, q_bias, ...) or train.csv "
+        "(action_at_bound, score_alignment, ...); default: the evaluation return",
+    )
 
     table = commands.add_parser(
         "table", help="final-return and aggregate tables of runs and sweeps (needs qscore[viz])"
@@ -353,12 +359,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _load_curves(dirs: list[Path]) -> list:
-    """The curves of ``dirs``; runs without evaluations are named in one warning line."""
+def _load_curves(dirs: list[Path], metric: str = "return_mean") -> list:
+    """The curves of ``dirs``; runs without values are named in one warning line."""
     from qscore.results import load_curves, skipped_message
 
     skipped: list[Path] = []
-    curves = load_curves(dirs, skipped)
+    curves = load_curves(dirs, skipped, metric)
     if skipped:
         print(skipped_message(skipped), file=sys.stderr)
     return curves
@@ -368,8 +374,10 @@ def run_plot(args: argparse.Namespace) -> int:
     from qscore.plot import plot_curves, pyplot
 
     pyplot()  # a missing matplotlib fails before any reading
-    out = plot_curves(_load_curves(args.dirs), args.out, title=args.title)
-    print(f"learning curves written to {out}")
+    curves = _load_curves(args.dirs, args.metric)
+    ylabel = "evaluation return" if args.metric == "return_mean" else args.metric
+    out = plot_curves(curves, args.out, title=args.title, ylabel=ylabel)
+    print(f"curves of {args.metric} written to {out}")
     return 0
 
 

@@ -200,6 +200,9 @@ class TrainConfig:
     """Environment steps between rows of train.csv and TensorBoard scalars."""
     action_repeat: int = 1
     """Simulator steps per agent decision (rewards summed); steps count decisions."""
+    reward_scale: float = 1.0
+    """Multiplies the training env's rewards (and so train.csv's episode returns); evaluation
+    reports raw returns. For testing that a learner is invariant to the reward scale."""
 
 
 @dataclass(frozen=True)
@@ -353,5 +356,6 @@ def validate(config: RunConfig) -> RunConfig:
     _require(t.eval_episodes >= 1, "eval_episodes must be >= 1")
     _require(t.log_every >= 1, "log_every must be >= 1")
     _require(t.action_repeat >= 1, "action_repeat must be >= 1")
+    _require(t.reward_scale > 0, "reward_scale must be > 0")
     _require(bool(t.env_id), "env_id must not be empty")
     return config

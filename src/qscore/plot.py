@@ -76,7 +76,9 @@ def label_colors(labels: list[str]) -> dict[str, Any]:
     return {label: palette[i % len(palette)] for i, label in enumerate(sorted(set(labels)))}
 
 
-def plot_curves(curves: list[Curve], out: Path, title: str | None = None) -> Path:
+def plot_curves(
+    curves: list[Curve], out: Path, title: str | None = None, ylabel: str = "evaluation return"
+) -> Path:
     """Write the learning curves of ``curves`` to the PNG ``out`` (150 dpi); returns ``out``.
 
     One panel per environment (up to 3 per row, axes not shared), one line per label: the
@@ -85,7 +87,7 @@ def plot_curves(curves: list[Curve], out: Path, title: str | None = None) -> Pat
     95% percentile-bootstrap band of that mean (no band for a single seed).
     """
     if not curves:
-        raise ConfigError("no evaluations to plot")
+        raise ConfigError("no logged values to plot")
     plt = pyplot()
     groups = group_curves(curves)
     colors = label_colors([c.label for c in curves])
@@ -107,7 +109,7 @@ def plot_curves(curves: list[Curve], out: Path, title: str | None = None) -> Pat
                 ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
         ax.set_title(env_id)
         ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     for ax in list(axes.flat)[len(groups) :]:

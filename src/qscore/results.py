@@ -32,21 +32,37 @@ class Curve:
     steps: np.ndarray
     """Environment steps of the evaluations, increasing."""
     returns: np.ndarray
-    """Mean evaluation return at each step."""
+    """Mean evaluation return at each step (or the value of the metric loaded)."""
     run_dir: Path
 
 
-def read_eval(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, mean returns) of ``run_dir/eval.csv``, sorted by step; empty if none.
+RETURN = "return_mean"
+"""The default metric: the mean evaluation return (eval.csv)."""
 
-    Rows without a finite return are dropped; a step logged twice keeps its last row.
+
+def metric_file(run_dir: Path, metric: str) -> Path:
+    """The log holding ``metric``: eval.csv if its header names it, else train.csv."""
+    for name in ("eval.csv", "train.csv"):
+        path = run_dir / name
+        if path.is_file():
+            with path.open() as handle:
+                if metric in handle.readline().strip().split(","):
+                    return path
+    return run_dir / ("eval.csv" if metric == RETURN else "train.csv")
+
+
+def read_eval(run_dir: Path, metric: str = RETURN) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of ``metric`` in ``run_dir``'s eval.csv (or train.csv, for a training
+    metric such as ``action_at_bound``), sorted by step; empty if none.
+
+    Rows without a finite value are dropped; a step logged twice keeps its last row.
     """
-    path = run_dir / "eval.csv"
+    path = metric_file(run_dir, metric)
     by_step: dict[int, float] = {}
     if path.is_file():
         for row in read_csv(path):
             try:
-                step, value = int(float(row["step"])), float(row["return_mean"])
+                step, value = int(float(row["step"])), float(row[metric])
             except (KeyError, TypeError, ValueError):
                 continue
             if math.isfinite(value):
@@ -114,8 +130,11 @@ def _runs_of(path: Path) -> list[tuple[str, str, int, Path]]:
     )
 
 
-def load_curves(paths: list[Path], skipped: list[Path] | None = None) -> list[Curve]:
-    """The evaluation curves of any mix of run, multi-seed run and sweep directories.
+def load_curves(
+    paths: list[Path], skipped: list[Path] | None = None, metric: str = RETURN
+) -> list[Curve]:
+    """The evaluation curves (or curves of another logged ``metric``) of any mix of run,
+    multi-seed run and sweep directories.
 
     Runs without evaluations (not started, or no eval.csv row yet) are left out; their
     directories are appended to ``skipped`` when it is given. The same run reached twice
@@ -135,7 +154,7 @@ def load_curves(paths: list[Path], skipped: list[Path] | None = None) -> list[Cu
                     f"two runs of {label} on {env_id} with seed {seed}: {seen[key]} and "
                     f"{run_dir}; pass only one of them"
                 )
-            steps, returns = read_eval(run_dir)
+            steps, returns = read_eval(run_dir, metric)
             if len(steps) == 0:
                 if skipped is not None:
                     skipped.append(run_dir)

@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import jax
 import numpy as np
 from tqdm import tqdm
@@ -271,6 +272,10 @@ class SeedRun:
     board: TensorBoard | None = None
 
 
+def _scaled(reward: float, factor: float) -> float:
+    return factor * reward
+
+
 def seed_config(config: RunConfig, seed: int) -> RunConfig:
     return replace(config, train=replace(config.train, seed=seed))
 
@@ -284,6 +289,8 @@ def _new_seed_run(config: RunConfig, seed: int, run_dir: Path, state: LoopState)
     cfg = seed_config(config, seed)
     tc = cfg.train
     env = make_env(tc.env_id, seed=seed, action_repeat=tc.action_repeat)
+    if tc.reward_scale != 1.0:
+        env = gym.wrappers.TransformReward(env, partial(_scaled, factor=tc.reward_scale))
     eval_env = make_env(tc.env_id, seed=seed + EVAL_SEED_OFFSET, action_repeat=tc.action_repeat)
     buffer = ReplayBuffer(*space_dims(env), min(tc.buffer_size, tc.total_steps))
     return SeedRun(cfg, run_dir, env, eval_env, buffer, state)
