@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from qscore.agents.qsm import q_score_target, schedule_of
 from qscore.config import QSMConfig
-from qscore.diffusion import sample_chain
+from qscore.diffusion import noise_actions, sample_chain
 
 BEST = jnp.asarray([0.3, -0.5])
 """a*: the maximiser of the analytic critic, inside [-1, 1]^2."""
@@ -29,24 +29,49 @@ TARGETS = {
     "scaled alpha=10": {"q_score_target": "scaled", "q_score_scale": 10.0},
     "scaled alpha=50": {"q_score_target": "scaled", "q_score_scale": 50.0},
     "normalized lambda=0.1": {"q_score_target": "normalized", "q_score_temperature": 0.1},
+    "normalized lambda=0.3": {"q_score_target": "normalized", "q_score_temperature": 0.3},
     "normalized lambda=1": {"q_score_target": "normalized", "q_score_temperature": 1.0},
 }
 SCHEDULES = {
     "vp T=5": {"beta_schedule": "vp", "num_diffusion_steps": 5},
     "vp T=20": {"beta_schedule": "vp", "num_diffusion_steps": 20},
     "cosine T=5": {"beta_schedule": "cosine", "num_diffusion_steps": 5},
+    "cosine T=10": {"beta_schedule": "cosine", "num_diffusion_steps": 10},
     "cosine T=20": {"beta_schedule": "cosine", "num_diffusion_steps": 20},
     "linear T=5": {"beta_schedule": "linear", "num_diffusion_steps": 5},
 }
 
 
-def chain_samples(config: QSMConfig, curvature: float, num: int, seed: int) -> jax.Array:
-    """Actions from the clipped reverse chain whose denoiser returns the exact target."""
+def q_score(actions: jax.Array, curvature: float) -> jax.Array:
+    """g = grad_a Q(a) for Q(a) = -h |a - a*|^2."""
+    return -2.0 * curvature * (actions - BEST)
+
+
+def training_gradient_scale(config: QSMConfig, curvature: float, num: int, seed: int) -> jax.Array:
+    """mean |g| over what training regresses on: replay actions (uniform on the box) noised
+    to a random step k, as in the actor loss. The normalized targets divide by this."""
     schedule = schedule_of(config)
+    action_key, step_key, noise_key = jax.random.split(jax.random.PRNGKey(seed + 1), 3)
+    replay = jax.random.uniform(action_key, (num, 2), minval=-1.0, maxval=1.0)
+    steps = jax.random.randint(step_key, (num,), 0, config.num_diffusion_steps)
+    noisy = noise_actions(schedule, replay, steps, jax.random.normal(noise_key, (num, 2)))
+    return jnp.abs(q_score(noisy, curvature)).mean()
+
+
+def chain_samples(config: QSMConfig, curvature: float, num: int, seed: int) -> jax.Array:
+    """Actions from the clipped reverse chain whose denoiser returns the exact target.
+
+    For the normalized targets, mean |g| is that of the training distribution (a constant
+    here, as it is per update batch in training), not that of the chain's own iterates.
+    """
+    schedule = schedule_of(config)
+    scale = training_gradient_scale(config, curvature, num, seed)
 
     def perfect_denoiser(actions: jax.Array, steps: jax.Array) -> jax.Array:
-        g = -2.0 * curvature * (actions - BEST)  # grad_a Q
+        g = q_score(actions, curvature)
         sigma = jnp.sqrt(1.0 - schedule.alpha_bars[steps[0, 0]])
+        if config.q_score_target == "normalized":  # the batch statistic of training
+            return -sigma * g / (config.q_score_temperature * scale)
         return q_score_target(config, g, sigma, jnp.zeros_like(actions))
 
     return sample_chain(perfect_denoiser, schedule, jax.random.PRNGKey(seed), (num, 2))
