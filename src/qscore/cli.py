@@ -1,4 +1,5 @@
-"""The ``qscore`` command line: ``train``, ``eval``, ``sweep``, ``plot``, ``table``, ``envs``.
+"""The ``qscore`` command line: ``train``, ``eval``, ``sweep``, ``plot``, ``table``, ``envs``,
+``demo``.
 
 Every field of the chosen algorithm's config (:class:`~qscore.config.QSMConfig`,
 :class:`~qscore.config.SACConfig` or :class:`~qscore.config.TD3Config`) and of
@@ -188,6 +189,24 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     )  # fmt: skip
     table.add_argument("--format", choices=["md", "csv"], default="md", help="output format")
     table.add_argument("--out", type=Path, help="file to write (default: standard output)")
+
+    demo = commands.add_parser(
+        "demo",
+        help="toy demonstrations: 'multimodal' trains QSM and SAC on a bandit with several "
+        "equally good actions and draws their action samples (needs qscore[viz])",
+    )
+    demo.add_argument("name", metavar="NAME", help="the demo to run: multimodal")
+    demo.add_argument("--out", type=Path, required=True, help="directory to write")
+    demo.add_argument("--steps", type=int, help="training steps per algorithm (default: 2000)")
+    demo.add_argument("--seed", type=int, help="seed of both runs and the samples (default: 0)")
+    demo.add_argument(
+        "--peaks", type=int, choices=[2, 4], help="peaks of the bandit's reward (default: 4)"
+    )
+    demo.add_argument(
+        "--samples", type=int, help="actions sampled per policy and step (default: 1000)"
+    )
+    demo.add_argument("--overwrite", action="store_true", help="replace existing run dirs")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     envs = commands.add_parser("envs", help="list the environment ids qscore can train on")
     envs.add_argument(
@@ -395,6 +414,32 @@ def run_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    from qscore.demo import DEMOS, format_shares, run_multimodal_demo
+
+    if args.name not in DEMOS:
+        raise ConfigError(f"unknown demo {args.name!r}; choose one of: {', '.join(DEMOS)}")
+    given = {
+        "steps": args.steps,
+        "seed": args.seed,
+        "num_peaks": args.peaks,
+        "num_samples": args.samples,
+    }
+    modes = run_multimodal_demo(
+        args.out,
+        **{name: value for name, value in given.items() if value is not None},
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        log=print,
+    )
+    for line in format_shares(modes):
+        print(line)
+    out = args.out
+    print(f"pictures: {out / 'contours.png'}, {out / 'final_actions.png'}")
+    print(f"shares: {out / 'modes.json'}; runs: {out / 'qsm'}, {out / 'sac'}")
+    return 0
+
+
 def run_envs(args: argparse.Namespace) -> int:
     from qscore.envs import available_env_ids, make_env
 
@@ -442,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         "plot": run_plot,
         "table": run_table,
         "envs": run_envs,
+        "demo": run_demo,
     }
     try:
         return handlers[args.command](args)

@@ -9,8 +9,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from qscore.bandit import register_bandits
+
 # Offscreen rendering without a display; must be set before mujoco is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
+register_bandits()  # qscore's own toy tasks (qscore/MultimodalBandit-v0, ...); idempotent
 
 
 class EnvError(ValueError):
