@@ -34,3 +34,23 @@ def test_solves_pendulum(tmp_path, algo, preset, agent):
     assert returns[0] < -700, returns  # 1000 updates in: not solved by luck
     assert summary["best_eval"]["return_mean"] > -300, returns
     assert returns[-1] > -450, returns
+
+
+ROBUST_SMALL = {"actor_hidden": (128, 128), "critic_hidden": (128, 128)}
+
+
+@pytest.mark.slow
+def test_robust_preset_is_invariant_to_the_reward_scale(tmp_path):
+    """The `robust` preset solves Pendulum-v1 with its rewards multiplied by 0.1, 1 and 10,
+    and ends in the same return band each time (evaluation reports raw returns)."""
+    finals = {}
+    for scale in (0.1, 1.0, 10.0):
+        loop = {**LOOP, "reward_scale": scale}
+        run = tmp_path / f"scale_{scale}"
+        summary = train(make_config("robust", ROBUST_SMALL, loop), run, progress=False)
+        returns = [float(r["return_mean"]) for r in read_csv(run / "eval.csv")]
+        assert returns[0] < -700, (scale, returns)
+        assert summary["best_eval"]["return_mean"] > -300, (scale, returns)
+        assert returns[-1] > -450, (scale, returns)
+        finals[scale] = returns[-1]
+    assert max(finals.values()) - min(finals.values()) < 150, finals
