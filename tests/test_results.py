@@ -328,6 +328,17 @@ def test_cli_table(tmp_path, capsys, monkeypatch):
     assert out.read_text().startswith("env,label,seeds,step,mean,std,normalized\n")
 
 
+def test_cli_label_filter(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(table_module, "REPS", REPS)
+    sweep = grid_sweep(tmp_path)
+    assert main(["table", str(sweep), "--labels", "sac"]) == 0
+    printed = capsys.readouterr().out
+    assert "| sac |" in printed and "| qsm |" not in printed
+    assert main(["plot", str(sweep), "--out", str(tmp_path / "p.png"), "--labels", "qsm"]) == 0
+    assert main(["plot", str(sweep), "--out", str(tmp_path / "q.png"), "--labels", "td3"]) == 2
+    assert "no runs labelled td3" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["plot", "table"])
 def test_cli_bad_paths(tmp_path, capsys, command):
     (tmp_path / "empty").mkdir()

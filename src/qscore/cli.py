@@ -170,6 +170,10 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, required=True, help="PNG file to write")
     plot.add_argument("--title", help="figure title")
     plot.add_argument(
+        "--labels", type=_parse_labels, metavar="A,B",
+        help="plot only these labels (qsm, qsm-alpha10, ...)",
+    )  # fmt: skip
+    plot.add_argument(
         "--metric",
         default="return_mean",
         help="column to plot: of eval.csv (return_mean, q_bias, ...) or train.csv "
@@ -187,6 +191,9 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
         "--budget", type=int, metavar="STEPS",
         help="score each run by its last evaluation at or before this step (default: its last)",
     )  # fmt: skip
+    table.add_argument(
+        "--labels", type=_parse_labels, metavar="A,B", help="tabulate only these labels"
+    )
     table.add_argument("--format", choices=["md", "csv"], default="md", help="output format")
     table.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
@@ -378,12 +385,27 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _load_curves(dirs: list[Path], metric: str = "return_mean") -> list:
-    """The curves of ``dirs``; runs without values are named in one warning line."""
+def _parse_labels(text: str) -> list[str]:
+    labels = [label.strip() for label in text.split(",") if label.strip()]
+    if not labels:
+        raise argparse.ArgumentTypeError("expected labels like qsm,sac")
+    return labels
+
+
+def _load_curves(
+    dirs: list[Path], metric: str = "return_mean", labels: list[str] | None = None
+) -> list:
+    """The curves of ``dirs`` (only ``labels`` when given); runs without values are named in
+    one warning line, and a label matching no run is an error."""
     from qscore.results import load_curves, skipped_message
 
     skipped: list[Path] = []
     curves = load_curves(dirs, skipped, metric)
+    if labels:
+        missing = sorted(set(labels) - {c.label for c in curves})
+        if missing:
+            raise ConfigError(f"no runs labelled {', '.join(missing)}")
+        curves = [c for c in curves if c.label in labels]
     if skipped:
         print(skipped_message(skipped), file=sys.stderr)
     return curves
@@ -393,7 +415,7 @@ def run_plot(args: argparse.Namespace) -> int:
     from qscore.plot import plot_curves, pyplot
 
     pyplot()  # a missing matplotlib fails before any reading
-    curves = _load_curves(args.dirs, args.metric)
+    curves = _load_curves(args.dirs, args.metric, args.labels)
     ylabel = "evaluation return" if args.metric == "return_mean" else args.metric
     out = plot_curves(curves, args.out, title=args.title, ylabel=ylabel)
     print(f"curves of {args.metric} written to {out}")
@@ -404,7 +426,7 @@ def run_table(args: argparse.Namespace) -> int:
     from qscore.table import make_table, rliable
 
     rliable()  # a missing rliable fails before any reading
-    text = make_table(_load_curves(args.dirs), args.budget, args.format)
+    text = make_table(_load_curves(args.dirs, labels=args.labels), args.budget, args.format)
     if args.out is None:
         sys.stdout.write(text)
     else:
