@@ -339,6 +339,18 @@ def test_cli_label_filter(tmp_path, capsys, monkeypatch):
     assert "no runs labelled td3" in capsys.readouterr().err
 
 
+def test_cli_renames_the_runs_of_a_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(table_module, "REPS", REPS)
+    sweep = grid_sweep(tmp_path)
+    run = write_run(tmp_path / "run", "qsm", "Hopper-v4", 0, [(0, 1.0), (500, 900.0)])
+    assert main(["table", str(sweep), f"tuned={run}", "--budget", "500"]) == 0
+    assert "| Hopper-v4 | tuned | 1 | 500 | 900.0 |" in capsys.readouterr().out
+    # Without a new label the run collides with the sweep's qsm seed 0.
+    assert main(["table", str(sweep), str(run)]) == 2
+    assert "two runs of qsm on Hopper-v4 with seed 0" in capsys.readouterr().err
+    assert main(["table", f"qsm={run}", f"qsm={run}"]) == 2
+
+
 @pytest.mark.parametrize("command", ["plot", "table"])
 def test_cli_bad_paths(tmp_path, capsys, command):
     (tmp_path / "empty").mkdir()

@@ -164,8 +164,8 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
         "plot", help="plot learning curves of runs and sweeps (needs qscore[viz])"
     )
     plot.add_argument(
-        "dirs", type=Path, nargs="+", metavar="RUN_OR_SWEEP_DIR",
-        help="run, multi-seed run or sweep directories",
+        "dirs", nargs="+", metavar="[LABEL=]RUN_OR_SWEEP_DIR",
+        help="run, multi-seed run or sweep directories; LABEL= renames all their curves",
     )  # fmt: skip
     plot.add_argument("--out", type=Path, required=True, help="PNG file to write")
     plot.add_argument("--title", help="figure title")
@@ -184,8 +184,8 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
         "table", help="final-return and aggregate tables of runs and sweeps (needs qscore[viz])"
     )
     table.add_argument(
-        "dirs", type=Path, nargs="+", metavar="SWEEP_OR_RUN_DIR",
-        help="sweep, run or multi-seed run directories",
+        "dirs", nargs="+", metavar="[LABEL=]SWEEP_OR_RUN_DIR",
+        help="sweep, run or multi-seed run directories; LABEL= renames all their runs",
     )  # fmt: skip
     table.add_argument(
         "--budget", type=int, metavar="STEPS",
@@ -392,15 +392,40 @@ def _parse_labels(text: str) -> list[str]:
     return labels
 
 
+def _labelled_path(text: str) -> tuple[str | None, Path]:
+    """``LABEL=DIR`` -> (LABEL, DIR); a plain directory (even one whose name has an "=")
+    -> (None, DIR)."""
+    label, sep, rest = text.partition("=")
+    if sep and label and rest and not Path(text).exists():
+        return label, Path(rest)
+    return None, Path(text)
+
+
 def _load_curves(
-    dirs: list[Path], metric: str = "return_mean", labels: list[str] | None = None
+    dirs: list[str], metric: str = "return_mean", labels: list[str] | None = None
 ) -> list:
-    """The curves of ``dirs`` (only ``labels`` when given); runs without values are named in
-    one warning line, and a label matching no run is an error."""
+    """The curves of ``dirs`` (``LABEL=DIR`` renames a directory's curves; only ``labels``
+    are kept when given); runs without values are named in one warning line, and a label
+    matching no run is an error."""
     from qscore.results import load_curves, skipped_message
 
     skipped: list[Path] = []
-    curves = load_curves(dirs, skipped, metric)
+    plain = [path for label, path in map(_labelled_path, dirs) if label is None]
+    curves = load_curves(plain, skipped, metric) if plain else []
+    for label, path in map(_labelled_path, dirs):
+        if label is not None:
+            for curve in load_curves([path], skipped, metric):
+                curve.label = label
+                curves.append(curve)
+    taken: set[tuple[str, str, int]] = set()
+    for curve in curves:
+        key = (curve.env_id, curve.label, curve.seed)
+        if key in taken:
+            raise ConfigError(
+                f"two runs of {curve.label} on {curve.env_id} with seed {curve.seed}; "
+                "give one of them another LABEL="
+            )
+        taken.add(key)
     if labels:
         missing = sorted(set(labels) - {c.label for c in curves})
         if missing:
