@@ -189,3 +189,17 @@ def test_envs_lists_gymnasium_and_dmc_ids(capsys):
     assert {"Hopper-v4", "Hopper-v5", "Pendulum-v1", "dmc:cheetah-run", "dmc:dog-trot"} <= set(
         listed
     )
+
+
+def test_default_preset_is_robust_for_qsm_and_paper_for_the_baselines(tmp_path):
+    flags = TINY_FLAGS[2:] + ["--env", "Pendulum-v1", "--steps", "30", "--warmup-steps", "20"]
+    flags += ["--eval-episodes", "1", "--no-progress"]
+    assert main(["train", "--out", str(tmp_path / "qsm"), *flags]) == 0
+    config = json.loads((tmp_path / "qsm" / "config.json").read_text())
+    assert config["preset"] == "robust"
+    assert config["agent"]["q_score_target"] == "normalized"
+    assert config["agent"]["actor_hidden"] == [32, 32]  # flags still override the preset
+    sac_flags = ["--env", "Pendulum-v1", "--steps", "30", "--warmup-steps", "20"]
+    sac_flags += ["--eval-episodes", "1", "--no-progress", "--batch-size", "16"]
+    assert main(["train", "--algo", "sac", "--out", str(tmp_path / "sac"), *sac_flags]) == 0
+    assert json.loads((tmp_path / "sac" / "config.json").read_text())["preset"] == "paper"

@@ -19,6 +19,7 @@ from typing import Any
 
 from qscore.config import (
     ALGORITHM_CONFIGS,
+    DEFAULT_PRESETS,
     PRESETS,
     ConfigError,
     RunConfig,
@@ -99,7 +100,7 @@ def add_config_flags(
             type=_flag_type(default),
             default=argparse.SUPPRESS,
             metavar=f.name.upper(),
-            help=f"{_field_doc(cls, f.name)} (default: {shown})",
+            help=f"{_field_doc(cls, f.name)} (paper: {shown})",
         )
 
 
@@ -122,7 +123,9 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
         "--algo", choices=sorted(ALGORITHM_CONFIGS), help="learning algorithm (default: qsm)"
     )
     train.add_argument(
-        "--preset", default=None, help=f"one of: {', '.join(PRESETS[algo])} (default: paper)"
+        "--preset",
+        default=None,
+        help=f"one of: {', '.join(PRESETS[algo])} (default: {DEFAULT_PRESETS[algo]})",
     )
     train.add_argument("--out", type=Path, help="run directory to create")
     train.add_argument(
@@ -301,7 +304,8 @@ def run_train(args: argparse.Namespace) -> int:
         if args.out is None:
             raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
         overrides = _given_overrides(args)
-        algo, preset = args.algo or "qsm", args.preset or "paper"
+        algo = args.algo or "qsm"
+        preset = args.preset or DEFAULT_PRESETS[algo]
         config = make_config(preset, overrides[AGENT], overrides[TRAIN], algo)
         seeds = list(args.seeds or [config.train.seed])
         summaries = train_seeds(

@@ -6,7 +6,7 @@ A sweep spec is a TOML file::
     algos = ["qsm", "sac", "td3"]
     envs = ["InvertedPendulum-v4", "Hopper-v4"]
     seeds = [0, 1, 2]
-    preset = "fast"                  # optional, default "paper"
+    preset = "fast"                  # optional; default: robust for qsm, paper for sac, td3
 
     [train]                          # TrainConfig fields for every cell
     total_steps = 30000
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from qscore.atomic import atomic_write_json
-from qscore.config import ALGORITHM_CONFIGS, ConfigError, RunConfig, make_config
+from qscore.config import ALGORITHM_CONFIGS, DEFAULT_PRESETS, ConfigError, RunConfig, make_config
 
 SWEEP_FILE = "sweep.json"
 """Written in the sweep directory: the spec and the cells (read by plot and table)."""
@@ -109,7 +109,8 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path) -> list[Cell]:
                 name = variant.get("name", "")
                 for seed in seeds:
                     cell = Cell(
-                        algo, env_id, int(seed), name, "", spec.get("preset", "paper"),
+                        algo, env_id, int(seed), name, "",
+                        spec.get("preset", DEFAULT_PRESETS[algo]),
                         agent, train,
                     )  # fmt: skip
                     folder = sweep_dir / env_id.replace(":", "_") / cell.label / f"seed_{seed}"
