@@ -348,7 +348,10 @@ def test_cli_renames_the_runs_of_a_directory(tmp_path, capsys, monkeypatch):
     # Without a new label the run collides with the sweep's qsm seed 0.
     assert main(["table", str(sweep), str(run)]) == 2
     assert "two runs of qsm on Hopper-v4 with seed 0" in capsys.readouterr().err
-    assert main(["table", f"qsm={run}", f"qsm={run}"]) == 2
+    other = write_run(tmp_path / "other", "qsm", "Hopper-v4", 0, [(0, 2.0), (500, 800.0)])
+    assert main(["table", f"qsm={run}", f"qsm={other}"]) == 2  # two runs, one label and seed
+    assert main(["table", f"qsm={run}", f"qsm={run}", "--budget", "500"]) == 0  # one run, once
+    assert "| Hopper-v4 | qsm | 1 | 500 | 900.0 |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", ["plot", "table"])

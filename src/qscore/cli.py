@@ -111,6 +111,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _add_results_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run selection shared by ``plot`` and ``table``: directories and a label filter."""
+    parser.add_argument(
+        "dirs", nargs="+", metavar="[LABEL=]DIR",
+        help="run, multi-seed run or sweep directories; LABEL=DIR gives all its runs LABEL",
+    )  # fmt: skip
+    parser.add_argument(
+        "--labels", type=_parse_labels, metavar="A,B",
+        help="keep only these labels (qsm, sac, qsm-alpha10, ...)",
+    )  # fmt: skip
+
+
 def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     """The parser; ``train`` gets the flags of ``algo``'s config."""
     parser = OneLineParser(
@@ -166,16 +178,9 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     plot = commands.add_parser(
         "plot", help="plot learning curves of runs and sweeps (needs qscore[viz])"
     )
-    plot.add_argument(
-        "dirs", nargs="+", metavar="[LABEL=]RUN_OR_SWEEP_DIR",
-        help="run, multi-seed run or sweep directories; LABEL= renames all their curves",
-    )  # fmt: skip
+    _add_results_arguments(plot)
     plot.add_argument("--out", type=Path, required=True, help="PNG file to write")
     plot.add_argument("--title", help="figure title")
-    plot.add_argument(
-        "--labels", type=_parse_labels, metavar="A,B",
-        help="plot only these labels (qsm, qsm-alpha10, ...)",
-    )  # fmt: skip
     plot.add_argument(
         "--metric",
         default="return_mean",
@@ -186,17 +191,11 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     table = commands.add_parser(
         "table", help="final-return and aggregate tables of runs and sweeps (needs qscore[viz])"
     )
-    table.add_argument(
-        "dirs", nargs="+", metavar="[LABEL=]SWEEP_OR_RUN_DIR",
-        help="sweep, run or multi-seed run directories; LABEL= renames all their runs",
-    )  # fmt: skip
+    _add_results_arguments(table)
     table.add_argument(
         "--budget", type=int, metavar="STEPS",
         help="score each run by its last evaluation at or before this step (default: its last)",
     )  # fmt: skip
-    table.add_argument(
-        "--labels", type=_parse_labels, metavar="A,B", help="tabulate only these labels"
-    )
     table.add_argument("--format", choices=["md", "csv"], default="md", help="output format")
     table.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
@@ -396,40 +395,16 @@ def _parse_labels(text: str) -> list[str]:
     return labels
 
 
-def _labelled_path(text: str) -> tuple[str | None, Path]:
-    """``LABEL=DIR`` -> (LABEL, DIR); a plain directory (even one whose name has an "=")
-    -> (None, DIR)."""
-    label, sep, rest = text.partition("=")
-    if sep and label and rest and not Path(text).exists():
-        return label, Path(rest)
-    return None, Path(text)
-
-
 def _load_curves(
     dirs: list[str], metric: str = "return_mean", labels: list[str] | None = None
 ) -> list:
-    """The curves of ``dirs`` (``LABEL=DIR`` renames a directory's curves; only ``labels``
-    are kept when given); runs without values are named in one warning line, and a label
+    """The curves of ``dirs`` (``LABEL=DIR`` renames a directory's runs; only ``labels`` are
+    kept when given); runs without values are named in one warning line, and a label
     matching no run is an error."""
     from qscore.results import load_curves, skipped_message
 
     skipped: list[Path] = []
-    plain = [path for label, path in map(_labelled_path, dirs) if label is None]
-    curves = load_curves(plain, skipped, metric) if plain else []
-    for label, path in map(_labelled_path, dirs):
-        if label is not None:
-            for curve in load_curves([path], skipped, metric):
-                curve.label = label
-                curves.append(curve)
-    taken: set[tuple[str, str, int]] = set()
-    for curve in curves:
-        key = (curve.env_id, curve.label, curve.seed)
-        if key in taken:
-            raise ConfigError(
-                f"two runs of {curve.label} on {curve.env_id} with seed {curve.seed}; "
-                "give one of them another LABEL="
-            )
-        taken.add(key)
+    curves = load_curves(dirs, skipped, metric)
     if labels:
         missing = sorted(set(labels) - {c.label for c in curves})
         if missing:

@@ -35,7 +35,6 @@ compilation: about 35 s of CPU time in all with the defaults.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,11 +43,11 @@ import jax
 import numpy as np
 
 from qscore.agents import get_algorithm
-from qscore.atomic import atomic_write_bytes, atomic_write_json
+from qscore.atomic import atomic_write_json
 from qscore.bandit import DEFAULT_WIDTH, OBS_DIM, bandit_env_id, bump_reward, default_peaks
 from qscore.checkpoint import list_checkpoints, load_agent
 from qscore.config import ConfigError, RunConfig, make_config
-from qscore.train import RunDirError, train
+from qscore.train import check_run_dir, train
 
 DEMOS = ("multimodal",)
 """Names accepted by ``qscore demo``."""
@@ -159,19 +158,6 @@ def _snapshots(algo: str, config: RunConfig, run_dir: Path) -> list[tuple[int, A
     return agents
 
 
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse (before any training) run directories that hold files, unless ``overwrite``."""
-    for algo in ALGOS:
-        run_dir = out_dir / algo
-        if run_dir.exists() and not run_dir.is_dir():
-            raise RunDirError(f"{run_dir} exists and is not a directory")
-        if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
-            raise RunDirError(
-                f"{run_dir} already exists and is not empty; pass --overwrite to replace it "
-                "or choose another --out"
-            )
-
-
 def run_multimodal_demo(
     out_dir: str | Path,
     steps: int = DEFAULT_STEPS,
@@ -196,7 +182,8 @@ def run_multimodal_demo(
     except ValueError as error:
         raise ConfigError(str(error)) from None
     configs = {algo: demo_config(algo, steps, seed, num_peaks) for algo in ALGOS}
-    _check_out_dir(out_dir, overwrite)
+    for algo in ALGOS:  # refuse a used run directory before anything is trained
+        check_run_dir(out_dir / algo, overwrite, "pass --overwrite or choose another --out")
     if plots:
         from qscore.plot import pyplot
 
@@ -245,17 +232,6 @@ def _reward_grid(peaks: np.ndarray, points: int = 201) -> tuple[np.ndarray, ...]
     return grid_x, grid_y, reward
 
 
-def _save_png(figure: Any, path: Path) -> Path:
-    """Write ``figure`` to ``path`` atomically (150 dpi) and close it."""
-    from qscore.plot import pyplot
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, dpi=150, format="png")
-    pyplot().close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
 def _square_axes(ax: Any) -> None:
     ax.set_xlim(-1.0, 1.0)
     ax.set_ylim(-1.0, 1.0)
@@ -269,7 +245,7 @@ def plot_contours(
 ) -> Path:
     """Reward contours with each algorithm's action samples at each snapshot step: one row
     per algorithm, one column per step (the untrained agent first). Returns ``out``."""
-    from qscore.plot import pyplot
+    from qscore.plot import pyplot, save_png
 
     plt = pyplot()
     grid_x, grid_y, reward = _reward_grid(peaks)
@@ -287,7 +263,7 @@ def plot_contours(
             ax.set_visible(False)
     figure.suptitle("action samples over training (reward contours in grey, peaks x)")
     figure.tight_layout()
-    return _save_png(figure, Path(out))
+    return save_png(figure, out)
 
 
 def plot_final_actions(
@@ -300,7 +276,7 @@ def plot_final_actions(
     contours, each peak labelled with the share of samples nearest to it) and a bar chart
     of those shares (light) and of the shares within the near radius (solid). Returns
     ``out``."""
-    from qscore.plot import pyplot
+    from qscore.plot import pyplot, save_png
 
     plt = pyplot()
     from matplotlib.colors import LogNorm
@@ -342,7 +318,7 @@ def plot_final_actions(
     num = len(samples[algos[0]][-1][1])
     figure.suptitle(f"final action distribution ({num} samples per algorithm)")
     figure.tight_layout()
-    return _save_png(figure, Path(out))
+    return save_png(figure, out)
 
 
 def format_shares(modes: dict[str, Any]) -> list[str]:

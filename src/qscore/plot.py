@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,19 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_png(figure: Any, path: str | Path, dpi: int = 150) -> Path:
+    """Write ``figure`` to the PNG ``path`` atomically (parent folders created) and close it."""
+    from qscore.atomic import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, format="png")
+    pyplot().close(figure)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
 def common_grid(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +131,4 @@ def plot_curves(
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=150, format="png")
-    plt.close(figure)
-    return out
+    return save_png(figure, out)

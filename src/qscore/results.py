@@ -131,20 +131,26 @@ def _runs_of(path: Path) -> list[tuple[str, str, int, Path]]:
 
 
 def load_curves(
-    paths: list[Path], skipped: list[Path] | None = None, metric: str = RETURN
+    paths: list[Path | str],
+    skipped: list[Path] | None = None,
+    metric: str = RETURN,
 ) -> list[Curve]:
     """The evaluation curves (or curves of another logged ``metric``) of any mix of run,
     multi-seed run and sweep directories.
 
-    Runs without evaluations (not started, or no eval.csv row yet) are left out; their
-    directories are appended to ``skipped`` when it is given. The same run reached twice
-    (say, a sweep and one of its cells) counts once; two different runs with the same
-    environment, label and seed are an error (they would be mistaken for one seed).
+    A path written ``LABEL=DIR`` gives every run under DIR the label LABEL (a directory that
+    exists under that very name is taken as it is). Runs without values (not started, or no
+    row yet) are left out; their directories are appended to ``skipped`` when it is given.
+    The same run reached twice under the same label (say, a sweep and one of its cells)
+    counts once; two different runs with the same environment, label and seed are an error
+    (they would be mistaken for one seed).
     """
     curves: list[Curve] = []
     seen: dict[tuple[str, str, int], Path] = {}
     for path in paths:
-        for env_id, label, seed, run_dir in _runs_of(Path(path)):
+        rename, path = labelled_path(path)
+        for env_id, label, seed, run_dir in _runs_of(path):
+            label = rename or label
             key = (env_id, label, seed)
             resolved = run_dir.resolve()
             if key in seen:
@@ -152,7 +158,7 @@ def load_curves(
                     continue
                 raise ConfigError(
                     f"two runs of {label} on {env_id} with seed {seed}: {seen[key]} and "
-                    f"{run_dir}; pass only one of them"
+                    f"{run_dir}; pass only one of them, or name one LABEL=DIR"
                 )
             steps, returns = read_eval(run_dir, metric)
             if len(steps) == 0:
@@ -162,6 +168,16 @@ def load_curves(
             seen[key] = resolved
             curves.append(Curve(env_id, label, seed, steps, returns, run_dir))
     return curves
+
+
+def labelled_path(path: Path | str) -> tuple[str | None, Path]:
+    """``LABEL=DIR`` -> (LABEL, DIR); anything else (including an existing directory whose
+    name holds an "=") -> (None, the path)."""
+    text = str(path)
+    label, sep, rest = text.partition("=")
+    if sep and label and rest and not Path(text).exists():
+        return label, Path(rest)
+    return None, Path(text)
 
 
 def skipped_message(skipped: list[Path]) -> str:

@@ -103,16 +103,22 @@ def run_metadata() -> dict[str, Any]:
     }
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create ``run_dir``; refuse one that already holds files unless ``overwrite``."""
+RUN_DIR_HINT = "pass --resume to continue it, --overwrite to replace it, or choose another --out"
+
+
+def check_run_dir(run_dir: Path, overwrite: bool, hint: str = RUN_DIR_HINT) -> None:
+    """Refuse a ``run_dir`` that is a file, or that already holds files unless ``overwrite``
+    (the error ends with ``hint``, what the user can do instead)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise RunDirError(f"run directory {run_dir} already exists and is not empty; {hint}")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Create ``run_dir`` after :func:`check_run_dir` (emptying it when ``overwrite``)."""
+    check_run_dir(run_dir, overwrite)
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(
-                f"run directory {run_dir} already exists and is not empty; pass --resume to "
-                "continue it, --overwrite to replace it, or choose another --out"
-            )
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 

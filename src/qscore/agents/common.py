@@ -67,23 +67,18 @@ def critic_loss(
     return critic_td_loss(q_values(config, critic_params, batch.obs, batch.action), target)
 
 
-def critic_step(
-    config: Any,
-    critic_params: Params,
-    critic_opt_state: optax.OptState,
-    batch: Batch,
-    target: jax.Array,
-) -> tuple[Params, optax.OptState, Metrics]:
-    """One Adam step of the critic ensemble toward the TD target ``target`` (targets of the
-    critics themselves are left to the caller, whose schedules differ)."""
+def critic_step(agent: Agent, batch: Batch, target: jax.Array) -> tuple[Agent, Metrics]:
+    """One Adam step of ``agent``'s critic ensemble toward the TD target ``target``; the agent
+    needs ``config``, ``critic_params`` and ``critic_opt_state``. The target critics are left
+    to the caller, whose schedules differ."""
     params, opt_state, metrics, grad_norm = gradient_step(
-        lambda p: critic_loss(config, p, batch, target),
-        critic_optimizer(config),
-        critic_params,
-        critic_opt_state,
+        lambda p: critic_loss(agent.config, p, batch, target),
+        critic_optimizer(agent.config),
+        agent.critic_params,
+        agent.critic_opt_state,
     )
     metrics = {**metrics, "critic_grad_norm": grad_norm, "target_q_mean": target.mean()}
-    return params, opt_state, metrics
+    return agent.replace(critic_params=params, critic_opt_state=opt_state), metrics
 
 
 def gradient_step(

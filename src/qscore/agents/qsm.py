@@ -315,27 +315,15 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
 
 def update_critic(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgent, Metrics]:
     """One Adam step of the critics on the TD loss, then the Polyak update of the targets."""
-    params, opt_state, metrics = critic_step(
-        agent.config,
-        agent.critic_params,
-        agent.critic_opt_state,
-        batch,
-        td_target(agent, batch, key),
-    )
-    agent = agent.replace(
-        critic_params=params,
-        critic_opt_state=opt_state,
-        target_critic_params=polyak(params, agent.target_critic_params, agent.config.tau),
-    )
-    return agent, metrics
+    agent, metrics = critic_step(agent, batch, td_target(agent, batch, key))
+    targets = polyak(agent.critic_params, agent.target_critic_params, agent.config.tau)
+    return agent.replace(target_critic_params=targets), metrics
 
 
 def fixed_reward_scale(agent: QSMAgent, batch: Batch) -> jax.Array:
-    """The divisor of the rewards: with ``normalize_rewards``, the root mean square of the
-    first update's batch rewards (1 if they are all 0), then fixed for the rest of the run;
-    otherwise 1. Rewards multiplied by c give a divisor multiplied by c."""
-    if not agent.config.normalize_rewards:
-        return agent.reward_scale
+    """The divisor of the rewards under ``normalize_rewards``: the root mean square of the
+    first update's batch rewards (1 if they are all 0), then fixed for the rest of the run.
+    Rewards multiplied by c give a divisor multiplied by c."""
     rms = jnp.sqrt(jnp.mean(batch.reward**2))
     first = jnp.where(rms > 0, rms, 1.0)
     return jnp.where(agent.num_updates == 0, first, agent.reward_scale)
@@ -343,8 +331,9 @@ def fixed_reward_scale(agent: QSMAgent, batch: Batch) -> jax.Array:
 
 def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
     """One QSM update: the actor step (Algorithm 1), then the critic step, as the authors do."""
-    agent = agent.replace(reward_scale=fixed_reward_scale(agent, batch))
-    batch = batch._replace(reward=batch.reward / agent.reward_scale)
+    if agent.config.normalize_rewards:
+        agent = agent.replace(reward_scale=fixed_reward_scale(agent, batch))
+        batch = batch._replace(reward=batch.reward / agent.reward_scale)
     rng, actor_key, critic_key = jax.random.split(agent.rng, 3)
     agent, actor_metrics = update_actor(agent, batch, actor_key)
     agent, critic_metrics = update_critic(agent, batch, critic_key)

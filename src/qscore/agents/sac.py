@@ -200,14 +200,7 @@ def td_target(agent: SACAgent, batch: Batch, key: jax.Array) -> jax.Array:
 
 def update_critic(agent: SACAgent, batch: Batch, key: jax.Array) -> tuple[SACAgent, Metrics]:
     """One Adam step of the critics on the soft TD loss (targets are updated later)."""
-    params, opt_state, metrics = critic_step(
-        agent.config,
-        agent.critic_params,
-        agent.critic_opt_state,
-        batch,
-        td_target(agent, batch, key),
-    )
-    return agent.replace(critic_params=params, critic_opt_state=opt_state), metrics
+    return critic_step(agent, batch, td_target(agent, batch, key))
 
 
 def actor_loss(

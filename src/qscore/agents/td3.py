@@ -162,14 +162,7 @@ def td_target(agent: TD3Agent, batch: Batch, key: jax.Array) -> jax.Array:
 
 def update_critic(agent: TD3Agent, batch: Batch, key: jax.Array) -> tuple[TD3Agent, Metrics]:
     """One Adam step of the critics on the TD loss (targets are updated with the actor)."""
-    params, opt_state, metrics = critic_step(
-        agent.config,
-        agent.critic_params,
-        agent.critic_opt_state,
-        batch,
-        td_target(agent, batch, key),
-    )
-    return agent.replace(critic_params=params, critic_opt_state=opt_state), metrics
+    return critic_step(agent, batch, td_target(agent, batch, key))
 
 
 def actor_loss(
