@@ -15,6 +15,7 @@ from qscore.agents.qsm import (
     diagnose,
     q_score_target,
     sample_policy,
+    td_target,
     update,
     update_actor,
 )
@@ -92,6 +93,32 @@ def test_best_of_n_picks_the_highest_q_sample(tiny_config):
     q = q_values(tiny_config, agent.critic_params, repeated, candidates).min(0).reshape(3, n)
     expected = candidates.reshape(3, n, ACTION_DIM)[np.arange(3), np.argmax(q, axis=1)]
     np.testing.assert_allclose(chosen, expected, rtol=1e-6)
+
+
+def test_best_of_n_target_takes_the_max_over_noised_samples(tiny_config):
+    config = dataclasses.replace(tiny_config, best_of_n_target=8)
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    key = jax.random.PRNGKey(3)
+    alive = random_batch(64, terminated=0.0)
+    best = td_target(agent, alive, key)
+    chain_key, noise_key = jax.random.split(key)
+    repeated = jnp.repeat(alive.next_obs, 8, axis=0)
+    candidates = sample_policy(
+        config, ACTION_DIM, agent.actor_params, agent.schedule, repeated, chain_key
+    )
+    noise = jnp.clip(
+        config.target_noise * jax.random.normal(noise_key, candidates.shape), -0.5, 0.5
+    )
+    candidates = jnp.clip(candidates + noise, -1.0, 1.0)
+    q = q_values(config, agent.target_critic_params, repeated, candidates).min(0).reshape(64, 8)
+    expected = alive.reward + config.discount * q.max(axis=1)
+    np.testing.assert_allclose(best, expected, rtol=1e-5)
+    # Above the paper's single-sample target on average (max of 8 draws against one draw).
+    single = td_target(agent.replace(config=tiny_config), alive, key)
+    assert float(jnp.mean(best - single)) > 0.0
+    # Terminated transitions still do not bootstrap.
+    dead = random_batch(64, terminated=1.0)
+    np.testing.assert_allclose(td_target(agent, dead, key), dead.reward, rtol=1e-6)
 
 
 def test_best_of_n_actions_come_from_the_policy_api(tiny_config):

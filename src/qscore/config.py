@@ -63,6 +63,9 @@ class QSMConfig:
     """Evaluation acts with the best of this many chain samples by min_j Q_phi_j (1: one sample)."""
     best_of_n_explore: int = 1
     """Exploration takes the best of this many chain samples by Q before its noise (1: one)."""
+    best_of_n_target: int = 1
+    """TD targets take the max over this many noised chain samples a' of min_j Q_target_j(s', a')
+    (1: one sample, as in the paper)."""
     actor_hidden: tuple[int, ...] = (512, 512)
     """Hidden widths of the denoiser eps_theta (mish activations)."""
     critic_hidden: tuple[int, ...] = (512, 512)
@@ -345,6 +348,7 @@ def validate(config: RunConfig) -> RunConfig:
         _require(a.q_score_temperature > 0, "q_score_temperature (lambda) must be > 0")
         _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
         _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
+        _require(a.best_of_n_target >= 1, "best_of_n_target must be >= 1")
         _require(
             a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2"
         )

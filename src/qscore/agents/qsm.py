@@ -11,7 +11,8 @@ One update, for a batch (s, a, r, s', terminated) from replay:
   sqrt(1 - alpha_bar_k) eps; g = mean_j grad_a Q_phi_j(s, a_k) (no gradient into the
   critics); minimise || eps_theta(s, a_k, k) - (-alpha g) ||^2 over theta only;
 * critic: a' = chain_theta(s') + clip(N(0, sigma_target^2)), clipped to [-1, 1];
-  y = r + gamma (1 - terminated) min_j Q_target_j(s', a'); minimise sum_j (Q_j(s, a) - y)^2;
+  y = r + gamma (1 - terminated) min_j Q_target_j(s', a') (the max of that over N samples a'
+  with ``best_of_n_target`` = N); minimise sum_j (Q_j(s, a) - y)^2;
   then Polyak-average the target critics with rate tau.
 """
 
@@ -218,17 +219,22 @@ def q_score(
 
 
 def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
-    """y = r + gamma (1 - terminated) min_j Q_target_j(s', a'), a' from the chain plus noise."""
+    """y = r + gamma (1 - terminated) max_i min_j Q_target_j(s', a'_i), where a'_1..a'_N are
+    chain samples plus clipped target noise; N = ``best_of_n_target`` (1 in the paper, where
+    the max is over one sample)."""
     config = agent.config
+    num_samples = config.best_of_n_target
     chain_key, noise_key = jax.random.split(key)
+    next_obs = jnp.repeat(batch.next_obs, num_samples, axis=0)
     next_action = sample_policy(
-        config, agent.action_dim, agent.actor_params, agent.schedule, batch.next_obs, chain_key
+        config, agent.action_dim, agent.actor_params, agent.schedule, next_obs, chain_key
     )
     noise = config.target_noise * jax.random.normal(noise_key, next_action.shape)
     noise = jnp.clip(noise, -config.target_noise_clip, config.target_noise_clip)
     next_action = jnp.clip(next_action + noise, -1.0, 1.0)
-    next_q = q_values(config, agent.target_critic_params, batch.next_obs, next_action).min(axis=0)
-    return bootstrap_target(batch.reward, batch.terminated, config.discount, next_q)
+    next_q = q_values(config, agent.target_critic_params, next_obs, next_action).min(axis=0)
+    best_q = next_q.reshape(-1, num_samples).max(axis=1)
+    return bootstrap_target(batch.reward, batch.terminated, config.discount, best_q)
 
 
 def q_score_target(
