@@ -9,7 +9,9 @@ For each task shape it reports, from one process:
 * ``flop_bound_ms``: update_gflop / matmul_gflops, the time the update would take if it ran
   entirely at matmul speed; ``update_vs_bound`` is update_ms / flop_bound_ms;
 * ``action_latency_us``: median time of one exploration action for one observation
-  (the full reverse chain, host to host).
+  (the full reverse chain, host to host);
+* ``robust_action_latency``: the same for the ``robust`` preset, whose action is the best of
+  N chain samples by Q, when exploring and when evaluating (with N and the times).
 
 Usage: python benchmarks/learner_speed.py [--json PATH] [--repeats N]
 """
@@ -78,6 +80,32 @@ def update_flops(agent, batches) -> float:
     return float(analysis["flops"])
 
 
+def action_latency_us(agent, obs_dim: int, explore: bool, repeats: int) -> float:
+    """Median host-to-host time of one action for one observation, in microseconds."""
+    obs = np.zeros(obs_dim, np.float32)
+    key = {"key": jax.random.PRNGKey(0)}
+
+    def one_action():
+        _, key["key"] = agent.act(obs, key["key"], explore=explore)
+
+    for _ in range(20):
+        one_action()
+    return 1e3 * statistics.median(wall_ms(one_action) for _ in range(20 * repeats))
+
+
+def robust_latency(obs_dim: int, action_dim: int, repeats: int) -> dict[str, float]:
+    """Action latency of the ``robust`` preset, whose actions are the best of N chain samples
+    by Q (N = ``best_of_n_explore`` when exploring, ``best_of_n_eval`` when evaluating)."""
+    config = make_config("robust").agent
+    agent = create_qsm(config, obs_dim, action_dim, seed=0)
+    return {
+        "explore_us": action_latency_us(agent, obs_dim, explore=True, repeats=repeats),
+        "explore_samples": config.best_of_n_explore,
+        "eval_us": action_latency_us(agent, obs_dim, explore=False, repeats=repeats),
+        "eval_samples": config.best_of_n_eval,
+    }
+
+
 def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
     """Update time and matmul throughput measured in alternation, so both see the same load."""
     config = make_config("paper").agent
@@ -100,15 +128,7 @@ def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
     throughput = matmul_flops / (statistics.median(matmul_times) * 1e-3) / 1e9
     gflop = update_flops(agent, batches) / 1e9
 
-    obs = np.zeros(obs_dim, np.float32)
-    key = {"key": jax.random.PRNGKey(0)}
-
-    def one_action():
-        _, key["key"] = agent.act(obs, key["key"], explore=True)
-
-    for _ in range(20):
-        one_action()
-    latency_us = 1e3 * statistics.median(wall_ms(one_action) for _ in range(20 * repeats))
+    latency_us = action_latency_us(agent, obs_dim, explore=True, repeats=repeats)
     bound_ms = gflop / throughput * 1e3
     return {
         "obs_dim": obs_dim,
@@ -119,6 +139,7 @@ def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
         "flop_bound_ms": bound_ms,
         "update_vs_bound": update_ms / bound_ms,
         "action_latency_us": latency_us,
+        "robust_action_latency": robust_latency(obs_dim, action_dim, repeats),
     }
 
 
@@ -208,6 +229,12 @@ def main() -> None:
             f"{name:12s} update {f['update_ms']:6.2f} ms | {f['update_gflop']:.2f} GFLOP | matmul"
             f" {f['matmul_gflops']:4.0f} GFLOP/s | bound {f['flop_bound_ms']:5.2f} ms | ratio"
             f" {f['update_vs_bound']:.2f} | action latency {f['action_latency_us']:4.0f} us"
+        )
+        robust = f["robust_action_latency"]
+        print(
+            f"{'':12s} robust action latency: explore (best of {robust['explore_samples']})"
+            f" {robust['explore_us']:4.0f} us, eval (best of {robust['eval_samples']})"
+            f" {robust['eval_us']:4.0f} us"
         )
     if args.breakdown:
         print("parts of one Hopper-v4 update:")
