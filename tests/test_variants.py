@@ -107,7 +107,9 @@ def test_best_of_n_target_takes_the_max_over_noised_samples(tiny_config):
         config, ACTION_DIM, agent.actor_params, agent.schedule, repeated, chain_key
     )
     noise = jnp.clip(
-        config.target_noise * jax.random.normal(noise_key, candidates.shape), -0.5, 0.5
+        config.target_noise * jax.random.normal(noise_key, candidates.shape),
+        -config.target_noise_clip,
+        config.target_noise_clip,
     )
     candidates = jnp.clip(candidates + noise, -1.0, 1.0)
     q = q_values(config, agent.target_critic_params, repeated, candidates).min(0).reshape(64, 8)
