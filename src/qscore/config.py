@@ -233,16 +233,16 @@ ROBUST_QSM: dict[str, Any] = {
     "actor_hidden": (256, 256),
     "critic_hidden": (256, 256),
     "q_score_target": "normalized",
-    "q_score_temperature": 0.3,
+    "q_score_temperature": 0.6,
     "normalize_rewards": True,
-    "best_of_n_eval": 10,
-    "best_of_n_explore": 4,
+    "best_of_n_eval": 32,
+    "best_of_n_explore": 1,
 }
 """QSM that learns where the authors' settings fail (docs/robust_qsm.md): the same
 denoiser-matched-to-a-Q-score update (the authors' T = 5 VP chain) with a scale-free target
-whose size follows the noise level and a temperature at which the chain's steps stay stable,
-reward normalisation and best-of-N action selection by Q; 2x256 networks, as our SAC and
-TD3."""
+whose size follows the noise level, at a temperature (lambda = 0.6) wide enough to explore
+from one chain sample yet stable over the chain's steps; reward normalisation; evaluation
+by the best of 32 chain samples by Q; 2x256 networks, as our SAC and TD3."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qsm": {
