@@ -84,6 +84,12 @@ def test_train_then_eval_with_video_end_to_end(tmp_path):
     assert "return" in evaluate.stdout and "+-" in evaluate.stdout
     assert video.stat().st_size > 1000
 
+    best_of = _run_cli("eval", str(run), "--episodes", "2", "--best-of-n", "4")
+    assert best_of.returncode == 0, best_of.stderr
+    assert "best of 4 samples" in best_of.stdout
+    invalid = _run_cli("eval", str(run), "--best-of-n", "0")
+    assert invalid.returncode == 2 and "best_of_n_eval must be >= 1" in invalid.stderr
+
 
 def _error_of(capsys, argv):
     code = main(argv)
@@ -191,7 +197,7 @@ def test_envs_lists_gymnasium_and_dmc_ids(capsys):
     )
 
 
-def test_default_preset_is_robust_for_qsm_and_paper_for_the_baselines(tmp_path):
+def test_default_preset_is_robust_for_qsm_and_paper_for_the_baselines(capsys, tmp_path):
     flags = TINY_FLAGS[2:] + ["--env", "Pendulum-v1", "--steps", "30", "--warmup-steps", "20"]
     flags += ["--eval-episodes", "1", "--no-progress"]
     assert main(["train", "--out", str(tmp_path / "qsm"), *flags]) == 0
@@ -203,3 +209,6 @@ def test_default_preset_is_robust_for_qsm_and_paper_for_the_baselines(tmp_path):
     sac_flags += ["--eval-episodes", "1", "--no-progress", "--batch-size", "16"]
     assert main(["train", "--algo", "sac", "--out", str(tmp_path / "sac"), *sac_flags]) == 0
     assert json.loads((tmp_path / "sac" / "config.json").read_text())["preset"] == "paper"
+    capsys.readouterr()
+    code, err = _error_of(capsys, ["eval", str(tmp_path / "sac"), "--best-of-n", "4"])
+    assert code == 2 and "--best-of-n needs a qsm run" in err

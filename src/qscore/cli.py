@@ -13,7 +13,7 @@ import argparse
 import inspect
 import json
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from qscore.config import (
     RunConfig,
     TrainConfig,
     make_config,
+    validate,
 )
 from qscore.envs import EnvError
 
@@ -165,6 +166,12 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
         "--checkpoint", type=Path, help="checkpoint directory (default: the newest)"
     )
     evaluate.add_argument("--video", type=Path, help="write the first episode to this .mp4")
+    evaluate.add_argument(
+        "--best-of-n",
+        type=int,
+        help="QSM only: act with the best of this many chain samples by Q "
+        "(default: the run's best_of_n_eval)",
+    )
 
     sweep = commands.add_parser("sweep", help="run a grid of runs from a TOML spec (resumable)")
     sweep.add_argument("spec", type=Path, help="sweep spec (see qscore.sweep)")
@@ -338,6 +345,12 @@ def run_eval(args: argparse.Namespace) -> int:
     if run_seeds(args.run_dir):
         raise RunDirError(f"{args.run_dir} holds several seeds; evaluate one, e.g. its seed_S/")
     config = RunConfig.from_dict(_saved_config(args.run_dir))
+    if args.best_of_n is not None:
+        if not hasattr(config.agent, "best_of_n_eval"):
+            raise ConfigError(f"--best-of-n needs a qsm run; {args.run_dir} is {config.algo}")
+        config = validate(
+            replace(config, agent=replace(config.agent, best_of_n_eval=args.best_of_n))
+        )
     tc = config.train
     render_mode = "rgb_array" if args.video else None
     env = make_env(tc.env_id, render_mode=render_mode, action_repeat=tc.action_repeat)
@@ -351,9 +364,11 @@ def run_eval(args: argparse.Namespace) -> int:
     returns = run_episodes(
         agent, env, args.episodes, args.seed, jax.random.PRNGKey(args.seed), frames
     )
+    best_of_n = getattr(config.agent, "best_of_n_eval", 1)
+    picking = f" (best of {best_of_n} samples by Q)" if best_of_n > 1 else ""
     print(
         f"{config.algo} on {tc.env_id} at step {step}: return {returns.mean():.2f} +- "
-        f"{returns.std():.2f} over {args.episodes} episodes"
+        f"{returns.std():.2f} over {args.episodes} episodes{picking}"
     )
     if args.video:
         fps = env.metadata.get("render_fps", 30)
