@@ -11,8 +11,10 @@ import jax
 import numpy as np
 import pytest
 
+from qscore.agents import get_algorithm
+from qscore.checkpoint import latest_checkpoint, load_agent
 from qscore.config import make_config
-from qscore.envs import make_env
+from qscore.envs import make_env, space_dims
 from qscore.evaluate import run_episodes
 from qscore.logs import read_csv
 from qscore.train import EVAL_SEED_OFFSET, train
@@ -72,13 +74,28 @@ class _StillArm:
         return self.action, key
 
 
+def _final_distances(agent, env, first_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Returns of 50 evaluation episodes, and each episode's mean distance between fingertip
+    and target over its last 10 steps (Reacher's last 3 observations are their offset)."""
+    trajectories = []
+    key = jax.random.PRNGKey(0)
+    returns = run_episodes(agent, env, 50, first_seed, key, trajectories=trajectories)
+    distances = [np.linalg.norm(t.obs[-10:, -3:], axis=1).mean() for t in trajectories]
+    return returns, np.asarray(distances)
+
+
 @pytest.mark.slow
 def test_robust_preset_learns_reacher_where_the_paper_preset_fails(tmp_path):
     """Reacher-v4 is a task of issue 7 on which the authors' settings fail: their bang-bang
     actions pay the full control cost and score about -110; uniform-random actions score
-    about -44 (docs/robust_qsm.md). An arm that never moves scores about -12, so `robust`
-    must also beat it on the very same 50 evaluation episodes: it has to reach for the
-    target. The issue's target is >= -10 at 15k steps; -11 leaves room for the seed."""
+    about -44 (docs/robust_qsm.md). An arm that never moves scores about -12, close to the
+    issue's target of -10, so on the same 50 episodes `robust` must beat the still arm's
+    return and end nearer the target than it does.
+
+    When written, this run scored -9.8 against the still arm's -12.6, with a final distance
+    of 0.16 against 0.25. The absolute bound is -11, not the issue's -10, because one seed
+    on one machine sits within 0.2 of -10; docs/robust_qsm.md measures the -10 target over
+    5 seeds."""
     loop = {
         "env_id": "Reacher-v4",
         "seed": 0,
@@ -88,10 +105,14 @@ def test_robust_preset_learns_reacher_where_the_paper_preset_fails(tmp_path):
         "eval_episodes": 50,
         "checkpoint_every": 0,
     }
-    summary = train(make_config("robust", {}, loop), tmp_path / "run", progress=False)
-    learned = summary["final_eval"]["return_mean"]
+    config = make_config("robust", {}, loop)
+    summary = train(config, tmp_path / "run", progress=False)
     env = make_env("Reacher-v4")
-    first_episode_seed = loop["seed"] + EVAL_SEED_OFFSET
-    still = run_episodes(_StillArm(2), env, 50, first_episode_seed, jax.random.PRNGKey(0))
-    assert learned > -11, summary["final_eval"]
-    assert learned > still.mean() + 1, (learned, still.mean())
+    template = get_algorithm("qsm").create(config.agent, *space_dims(env), config.train.seed)
+    agent, step = load_agent(latest_checkpoint(tmp_path / "run"), template)
+    first_seed = loop["seed"] + EVAL_SEED_OFFSET
+    learned_returns, learned_distance = _final_distances(agent, env, first_seed)
+    still_returns, still_distance = _final_distances(_StillArm(2), env, first_seed)
+    assert step == 15_000 and summary["final_eval"]["return_mean"] > -11, summary["final_eval"]
+    assert learned_returns.mean() > still_returns.mean() + 1
+    assert learned_distance.mean() < 0.8 * still_distance.mean()
