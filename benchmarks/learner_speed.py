@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qscore.agents import qsm
+from qscore.agents import common, qsm
 from qscore.agents.qsm import create_qsm, update
-from qscore.config import make_config
+from qscore.config import QSMConfig, make_config
 from qscore.replay import Batch
 
 SHAPES = {"Hopper-v4": (11, 3), "Humanoid-v4": (376, 17)}
@@ -143,9 +143,12 @@ def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
     }
 
 
-def breakdown(obs_dim: int, action_dim: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Time and FLOPs of the parts of one update, timed in alternation with the matmuls."""
-    config = make_config("paper").agent
+def breakdown(
+    obs_dim: int, action_dim: int, repeats: int, config: QSMConfig | None = None
+) -> dict[str, dict[str, float]]:
+    """Time and FLOPs of the parts of one update (of the ``paper`` preset unless ``config``
+    is given), timed in alternation with the matmuls."""
+    config = config or make_config("paper").agent
     agent = create_qsm(config, obs_dim, action_dim, seed=0)
     batch = jax.tree_util.tree_map(
         lambda x: x[0], random_batches(obs_dim, action_dim, config.batch_size, 1, seed=0)
@@ -158,7 +161,7 @@ def breakdown(obs_dim: int, action_dim: int, repeats: int) -> dict[str, dict[str
         ),
         "TD target (chain + target critics)": (qsm.td_target, (agent, batch, key)),
         "critic loss gradient": (
-            jax.grad(lambda p: qsm.critic_loss(config, p, batch, target)[0]),
+            jax.grad(lambda p: common.critic_loss(config, p, batch, target)[0]),
             (agent.critic_params,),
         ),
         "Q-score grad_a Q": (
@@ -174,7 +177,7 @@ def breakdown(obs_dim: int, action_dim: int, repeats: int) -> dict[str, dict[str
             (agent.actor_params, agent.critic_params),
         ),
         "critic Adam step": (
-            lambda g, s: qsm.critic_optimizer(config).update(g, s),
+            lambda g, s: common.critic_optimizer(config).update(g, s),
             (agent.critic_params, agent.critic_opt_state),
         ),
         "critic update (whole)": (qsm.update_critic, (agent, batch, key)),

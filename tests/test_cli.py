@@ -212,3 +212,12 @@ def test_default_preset_is_robust_for_qsm_and_paper_for_the_baselines(capsys, tm
     capsys.readouterr()
     code, err = _error_of(capsys, ["eval", str(tmp_path / "sac"), "--best-of-n", "4"])
     assert code == 2 and "--best-of-n needs a qsm run" in err
+
+
+def test_help_gives_each_field_its_whole_docstring(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    # Docstrings that span several source lines are not cut after the first one.
+    assert "or ``normalized_per_state`` (the same with mean|g| taken per state)." in help_text
+    assert "For testing that a learner is invariant to the reward scale." in help_text

@@ -37,16 +37,23 @@ AGENT, TRAIN = "agent", "train"
 
 
 def _field_doc(cls: type, name: str) -> str:
-    """The docstring under a dataclass field, taken from the class source (for --help)."""
+    """The docstring under a dataclass field, whole and on one line, taken from the class
+    source (for --help)."""
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
         return ""
     for i, line in enumerate(lines):
         if line.strip().startswith(f"{name}:") and i + 1 < len(lines):
-            doc = lines[i + 1].strip()
-            if doc.startswith('"""'):
-                return doc.strip('"')
+            text = lines[i + 1].strip()
+            if not text.startswith('"""'):
+                return ""
+            text = text[3:]
+            for follow in lines[i + 2 :]:
+                if text.endswith('"""'):
+                    break
+                text += " " + follow.strip()
+            return text.removesuffix('"""').strip()
     return ""
 
 

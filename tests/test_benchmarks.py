@@ -1,0 +1,29 @@
+"""The benchmark scripts run (on tiny shapes): their figures are measured, not tested, but a
+script that no longer imports or calls what it times must fail here, not in a GPU session."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learner_speed_breakdown_times_every_part(tiny_config):
+    learner_speed = load_script("learner_speed")
+    parts = learner_speed.breakdown(obs_dim=5, action_dim=2, repeats=1, config=tiny_config)
+    assert "critic loss gradient" in parts and "QSM actor loss gradient" in parts
+    for name, figures in parts.items():
+        assert figures["ms"] > 0, name
+        assert figures["gflop"] >= 0, name
+        assert figures["bound_ms"] == pytest.approx(
+            figures["gflop"] / parts["critic loss gradient"]["gflop"]
+            * parts["critic loss gradient"]["bound_ms"]
+        )
