@@ -10,6 +10,11 @@ For each task shape it reports, from one process:
   entirely at matmul speed; ``update_vs_bound`` is update_ms / flop_bound_ms;
 * ``action_latency_us``: median time of one exploration action for one observation
   (the full reverse chain, host to host);
+* ``dispatch_us`` and ``hidden_matvec_us``: what an action cannot get below on this machine:
+  a jitted call that takes the same parameters and observation and does nothing, and the
+  T dependent (1 x w) @ (w x w) products of the chain's w-wide hidden layer (one per reverse
+  step, in one jitted call), which are bound by memory bandwidth (each reads the whole
+  weight matrix), not by FLOPs;
 * ``robust_action_latency``: the same for the ``robust`` preset, whose action is the best of
   N chain samples by Q, when exploring and when evaluating (with N and the times).
 
@@ -80,6 +85,14 @@ def update_flops(agent, batches) -> float:
     return float(analysis["flops"])
 
 
+def median_us(fn, repeats: int) -> float:
+    """Median wall time of ``fn`` over 20 * ``repeats`` calls after 20 warm-up calls, in
+    microseconds (short calls: many samples)."""
+    for _ in range(20):
+        fn()
+    return 1e3 * statistics.median(wall_ms(fn) for _ in range(20 * repeats))
+
+
 def action_latency_us(agent, obs_dim: int, explore: bool, repeats: int) -> float:
     """Median host-to-host time of one action for one observation, in microseconds."""
     obs = np.zeros(obs_dim, np.float32)
@@ -88,9 +101,33 @@ def action_latency_us(agent, obs_dim: int, explore: bool, repeats: int) -> float
     def one_action():
         _, key["key"] = agent.act(obs, key["key"], explore=explore)
 
-    for _ in range(20):
-        one_action()
-    return 1e3 * statistics.median(wall_ms(one_action) for _ in range(20 * repeats))
+    return median_us(one_action, repeats)
+
+
+def latency_floor_us(agent, obs_dim: int, repeats: int) -> dict[str, float]:
+    """Median host-to-host times of a jitted no-op on the action's arguments, and of the
+    chain's T hidden-layer matrix-vector products, in microseconds."""
+    config = agent.config
+    obs = np.zeros(obs_dim, np.float32)
+    no_op = jax.jit(lambda actor, critic, o: o[:1])
+    width = config.actor_hidden[-1]
+    weights = jax.random.normal(jax.random.PRNGKey(0), (config.num_diffusion_steps, width, width))
+    row = jnp.ones((1, width), jnp.float32)
+
+    @jax.jit
+    def hidden_matvecs(x, w):
+        for step in range(config.num_diffusion_steps):
+            x = jnp.tanh(x @ w[step])
+        return x
+
+    return {
+        "dispatch_us": median_us(
+            lambda: np.asarray(no_op(agent.actor_params, agent.critic_params, obs)), repeats
+        ),
+        "hidden_matvec_us": median_us(
+            lambda: hidden_matvecs(row, weights).block_until_ready(), repeats
+        ),
+    }
 
 
 def robust_latency(obs_dim: int, action_dim: int, repeats: int) -> dict[str, float]:
@@ -139,6 +176,7 @@ def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
         "flop_bound_ms": bound_ms,
         "update_vs_bound": update_ms / bound_ms,
         "action_latency_us": latency_us,
+        **latency_floor_us(agent, obs_dim, repeats),
         "robust_action_latency": robust_latency(obs_dim, action_dim, repeats),
     }
 
@@ -232,6 +270,8 @@ def main() -> None:
             f"{name:12s} update {f['update_ms']:6.2f} ms | {f['update_gflop']:.2f} GFLOP | matmul"
             f" {f['matmul_gflops']:4.0f} GFLOP/s | bound {f['flop_bound_ms']:5.2f} ms | ratio"
             f" {f['update_vs_bound']:.2f} | action latency {f['action_latency_us']:4.0f} us"
+            f" (no-op call {f['dispatch_us']:3.0f} us,"
+            f" hidden matvecs {f['hidden_matvec_us']:3.0f} us)"
         )
         robust = f["robust_action_latency"]
         print(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from qscore.agents.qsm import create_qsm
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -26,3 +28,10 @@ def test_learner_speed_breakdown_times_every_part(tiny_config):
         # One matmul throughput for every part: the bound is proportional to the FLOPs.
         ratio = figures["gflop"] / reference["gflop"]
         assert figures["bound_ms"] == pytest.approx(ratio * reference["bound_ms"]), name
+
+
+def test_learner_speed_latency_floor(tiny_config):
+    learner_speed = load_script("learner_speed")
+    agent = create_qsm(tiny_config, obs_dim=5, action_dim=2, seed=0)
+    floor = learner_speed.latency_floor_us(agent, obs_dim=5, repeats=1)
+    assert floor["dispatch_us"] > 0 and floor["hidden_matvec_us"] > 0
