@@ -12,9 +12,9 @@ For each task shape it reports, from one process:
   (the full reverse chain, host to host);
 * ``dispatch_us`` and ``hidden_matvec_us``: what an action cannot get below on this machine:
   a jitted call that takes the same parameters and observation and does nothing, and the
-  T dependent (1 x w) @ (w x w) products of the chain's w-wide hidden layer (one per reverse
-  step, in one jitted call), which are bound by memory bandwidth (each reads the whole
-  weight matrix), not by FLOPs;
+  T dependent (1 x w) @ (w x w) products by one w x w matrix, as the chain's w-wide hidden
+  layer does (one per reverse step, in one jitted call); they are bound by memory bandwidth
+  (each reads the whole weight matrix), not by FLOPs;
 * ``robust_action_latency``: the same for the ``robust`` preset, whose action is the best of
   N chain samples by Q, when exploring and when evaluating (with N and the times).
 
@@ -111,13 +111,13 @@ def latency_floor_us(agent, obs_dim: int, repeats: int) -> dict[str, float]:
     obs = np.zeros(obs_dim, np.float32)
     no_op = jax.jit(lambda actor, critic, o: o[:1])
     width = config.actor_hidden[-1]
-    weights = jax.random.normal(jax.random.PRNGKey(0), (config.num_diffusion_steps, width, width))
+    weights = jax.random.normal(jax.random.PRNGKey(0), (width, width)) / np.sqrt(width)
     row = jnp.ones((1, width), jnp.float32)
 
     @jax.jit
     def hidden_matvecs(x, w):
-        for step in range(config.num_diffusion_steps):
-            x = jnp.tanh(x @ w[step])
+        for _ in range(config.num_diffusion_steps):
+            x = jnp.tanh(x @ w)
         return x
 
     return {
