@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from qscore.agents.qsm import create_qsm
+from qscore.cli import main
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -35,3 +36,17 @@ def test_learner_speed_latency_floor(tiny_config):
     agent = create_qsm(tiny_config, obs_dim=5, action_dim=2, seed=0)
     floor = learner_speed.latency_floor_us(agent, obs_dim=5, repeats=1)
     assert floor["dispatch_us"] > 0 and floor["hidden_matvec_us"] > 0
+
+
+def test_critic_probe_on_a_trained_run(tmp_path):
+    run = tmp_path / "run"
+    tiny = ["--actor-hidden", "16,16", "--critic-hidden", "16,16", "--time-features", "8"]
+    tiny += ["--time-hidden", "8,8", "--batch-size", "16", "--no-progress"]
+    flags = ["--env", "Pendulum-v1", "--steps", "300", "--warmup-steps", "200"]
+    flags += ["--eval-episodes", "1", "--out", str(run)]
+    assert main(["train", *flags, *tiny]) == 0
+    figures = load_script("critic_probe").probe(run, num_states=20)
+    assert figures["states"] == 20 and figures["step"] == 300
+    assert set(figures["q_ray_minus_sample"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
+    assert 0.0 <= figures["share_bound_above_sample"] <= 1.0
+    assert 0.0 < figures["sample_max_abs_action"] <= 1.0
