@@ -1,7 +1,7 @@
 """How a trained QSM run's critics rank actions along the ray through the policy's action.
 
 For each run directory (single seed, with a checkpoint that holds its replay), take
-``--states`` of the newest replay states, draw one chain sample a per state (no exploration
+``--states`` recent replay states, draw one chain sample a per state (no exploration
 noise) and evaluate min_j Q_phi_j(s, c * a / max|a|) for c in 0, 0.25, ..., 1: from the
 zero action, through the sampled one, to the bound of the box. It prints and writes (with
 ``--json``) the mean of Q(c) - Q(s, a) per c, the share of states whose bound scores above
@@ -33,8 +33,14 @@ RAY = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def probe(run_dir: Path, num_states: int) -> dict:
+    """The figures of one run (see the module docstring), from its newest checkpoint and
+    ``num_states`` states spread over the newest 8 * ``num_states`` rows of its replay."""
     config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    obs_dim, action_dim = space_dims(make_env(config.train.env_id))
+    if config.algo != "qsm":
+        raise ValueError(f"{run_dir} is a {config.algo} run; the probe needs a qsm run")
+    env = make_env(config.train.env_id)
+    obs_dim, action_dim = space_dims(env)
+    env.close()
     template = get_algorithm("qsm").create(config.agent, obs_dim, action_dim, config.train.seed)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None or not (checkpoint / "replay.npz").is_file():
