@@ -21,10 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qscore.agents import get_algorithm
 from qscore.agents.common import q_values
 from qscore.agents.qsm import sample_policy
-from qscore.checkpoint import latest_checkpoint, load_agent
+from qscore.checkpoint import latest_checkpoint, restore_agent
 from qscore.config import RunConfig
 from qscore.envs import make_env, space_dims
 
@@ -41,11 +40,10 @@ def probe(run_dir: Path, num_states: int) -> dict:
     env = make_env(config.train.env_id)
     obs_dim, action_dim = space_dims(env)
     env.close()
-    template = get_algorithm("qsm").create(config.agent, obs_dim, action_dim, config.train.seed)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None or not (checkpoint / "replay.npz").is_file():
         raise FileNotFoundError(f"{run_dir} has no checkpoint with a replay")
-    agent, step = load_agent(checkpoint, template)
+    agent, step = restore_agent(config, obs_dim, action_dim, checkpoint)
     replay_obs = np.load(checkpoint / "replay.npz")["obs"]
     stride = max(1, len(replay_obs) // (8 * num_states))
     obs = jnp.asarray(replay_obs[::-stride][:num_states])

@@ -2,6 +2,7 @@
 script that no longer imports or calls what it times must fail here, not in a GPU session."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -22,13 +23,15 @@ def load_script(name: str):
 def test_learner_speed_breakdown_times_every_part(tiny_config):
     learner_speed = load_script("learner_speed")
     parts = learner_speed.breakdown(obs_dim=5, action_dim=2, repeats=1, config=tiny_config)
-    assert "critic loss gradient" in parts and "QSM actor loss gradient" in parts
-    reference = parts["critic loss gradient"]
-    for name, figures in parts.items():
-        assert figures["ms"] > 0, name
-        # One matmul throughput for every part: the bound is proportional to the FLOPs.
-        ratio = figures["gflop"] / reference["gflop"]
-        assert figures["bound_ms"] == pytest.approx(ratio * reference["bound_ms"]), name
+    assert all(figures["ms"] > 0 for figures in parts.values())
+    gflop = {name: figures["gflop"] for name, figures in parts.items()}
+    # XLA's cost analysis sees every part's matmuls, and a whole step contains its parts.
+    assert gflop["reverse chain (next actions)"] > 0
+    assert gflop["critic update (whole)"] >= 0.99 * (
+        gflop["TD target (chain + target critics)"] + gflop["critic loss gradient"]
+    )
+    assert gflop["actor update (whole)"] >= 0.99 * gflop["QSM actor loss gradient"]
+    assert gflop["QSM actor loss gradient"] > gflop["Q-score grad_a Q"]
 
 
 def test_learner_speed_latency_floor(tiny_config):
@@ -45,8 +48,15 @@ def test_critic_probe_on_a_trained_run(tmp_path):
     flags = ["--env", "Pendulum-v1", "--steps", "300", "--warmup-steps", "200"]
     flags += ["--eval-episodes", "1", "--out", str(run)]
     assert main(["train", *flags, *tiny]) == 0
-    figures = load_script("critic_probe").probe(run, num_states=20)
+    critic_probe = load_script("critic_probe")
+    figures = critic_probe.probe(run, num_states=20)
     assert figures["states"] == 20 and figures["step"] == 300
     assert set(figures["q_ray_minus_sample"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
-    assert 0.0 <= figures["share_bound_above_sample"] <= 1.0
-    assert 0.0 < figures["sample_max_abs_action"] <= 1.0
+    assert all(math.isfinite(d) for d in figures["q_ray_minus_sample"].values())
+
+    sac_run = tmp_path / "sac"
+    sac_flags = ["--algo", "sac", *flags[:-1], str(sac_run), "--no-progress"]
+    sac_flags += ["--actor-hidden", "16,16", "--critic-hidden", "16,16", "--batch-size", "16"]
+    assert main(["train", *sac_flags]) == 0
+    with pytest.raises(ValueError, match="is a sac run; the probe needs a qsm run"):
+        critic_probe.probe(sac_run, num_states=20)

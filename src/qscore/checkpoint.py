@@ -25,7 +25,9 @@ import jax
 import numpy as np
 from flax import serialization
 
+from qscore.agents import get_algorithm
 from qscore.atomic import fsync_dir
+from qscore.config import RunConfig
 
 Agent = TypeVar("Agent")
 
@@ -123,6 +125,17 @@ def load_agent(checkpoint: str | Path, template: Agent) -> tuple[Agent, int]:
     agent = agent_from_bytes((checkpoint / AGENT_FILE).read_bytes(), template)
     loop = json.loads((checkpoint / LOOP_FILE).read_text())
     return agent, int(loop["step"])
+
+
+def restore_agent(
+    config: RunConfig, obs_dim: int, action_dim: int, checkpoint: str | Path
+) -> tuple[Any, int]:
+    """The agent that a run with ``config`` saved in ``checkpoint``, for a task of these
+    sizes, and its step (a fresh agent of the run's algorithm is the template)."""
+    template = get_algorithm(config.algo).create(
+        config.agent, obs_dim, action_dim, config.train.seed
+    )
+    return load_agent(checkpoint, template)
 
 
 def load_run_checkpoint(

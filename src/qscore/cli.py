@@ -341,8 +341,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
-    from qscore.agents import get_algorithm
-    from qscore.checkpoint import latest_checkpoint, load_agent
+    from qscore.checkpoint import latest_checkpoint, restore_agent
     from qscore.envs import make_env, space_dims
     from qscore.evaluate import run_episodes
     from qscore.train import RunDirError, run_seeds
@@ -362,11 +361,10 @@ def run_eval(args: argparse.Namespace) -> int:
     render_mode = "rgb_array" if args.video else None
     env = make_env(tc.env_id, render_mode=render_mode, action_repeat=tc.action_repeat)
     obs_dim, action_dim = space_dims(env)
-    template = get_algorithm(config.algo).create(config.agent, obs_dim, action_dim, tc.seed)
     checkpoint = args.checkpoint or latest_checkpoint(args.run_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"{args.run_dir} has no checkpoint")
-    agent, step = load_agent(checkpoint, template)
+    agent, step = restore_agent(config, obs_dim, action_dim, checkpoint)
     frames: list[np.ndarray] | None = [] if args.video else None
     returns = run_episodes(
         agent, env, args.episodes, args.seed, jax.random.PRNGKey(args.seed), frames
