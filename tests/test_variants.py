@@ -13,6 +13,7 @@ from qscore.agents.qsm import (
     best_of_n,
     create_qsm,
     diagnose,
+    pessimistic_value,
     q_score_target,
     sample_policy,
     td_target,
@@ -119,6 +120,41 @@ def test_best_of_n_target_takes_the_max_over_noised_samples(tiny_config):
     single = td_target(agent.replace(config=tiny_config), alive, key)
     assert float(jnp.mean(best - single)) > 0.0
     # Terminated transitions still do not bootstrap.
+    dead = random_batch(64, terminated=1.0)
+    np.testing.assert_allclose(td_target(agent, dead, key), dead.reward, rtol=1e-6)
+
+
+def test_disagreement_penalty_lowers_the_target_where_critics_disagree(tiny_config):
+    q = jnp.asarray([[1.0, 2.0, 5.0], [1.0, 4.0, -1.0]])
+    np.testing.assert_allclose(pessimistic_value(q, 0.0), [1.0, 2.0, -1.0])
+    # Twin critics: std_j = |Q_1 - Q_2| / 2, so beta = 1 subtracts half their gap again.
+    np.testing.assert_allclose(pessimistic_value(q, 1.0), [1.0, 1.0, -4.0])
+    np.testing.assert_allclose(pessimistic_value(q, 2.0), [1.0, 0.0, -7.0])
+    # In the TD target: lower by gamma * beta * std_j wherever the next state bootstraps.
+    config = dataclasses.replace(tiny_config, td_disagreement_penalty=1.5)
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    agent = agent.replace(
+        target_critic_params=create_qsm(config, OBS_DIM, ACTION_DIM, 1).critic_params
+    )
+    key = jax.random.PRNGKey(7)
+    alive = random_batch(64, terminated=0.0)
+    plain = td_target(agent.replace(config=tiny_config), alive, key)
+    pessimistic = td_target(agent, alive, key)
+    chain_key, noise_key = jax.random.split(key)
+    next_action = sample_policy(
+        config, ACTION_DIM, agent.actor_params, agent.schedule, alive.next_obs, chain_key
+    )
+    noise = jnp.clip(
+        config.target_noise * jax.random.normal(noise_key, next_action.shape),
+        -config.target_noise_clip,
+        config.target_noise_clip,
+    )
+    next_action = jnp.clip(next_action + noise, -1.0, 1.0)
+    spread = q_values(config, agent.target_critic_params, alive.next_obs, next_action).std(0)
+    assert float(spread.min()) > 0.0
+    np.testing.assert_allclose(
+        pessimistic, plain - config.discount * 1.5 * spread, rtol=1e-5, atol=1e-6
+    )
     dead = random_batch(64, terminated=1.0)
     np.testing.assert_allclose(td_target(agent, dead, key), dead.reward, rtol=1e-6)
 

@@ -66,6 +66,10 @@ class QSMConfig:
     best_of_n_target: int = 1
     """TD targets take the max over this many noised chain samples a' of min_j Q_target_j(s', a')
     (1: one sample, as in the paper)."""
+    td_disagreement_penalty: float = 0.0
+    """[beta] extra pessimism of the TD target where the target critics disagree: the value of
+    a next action is min_j Q_target_j - beta * std_j Q_target_j (0: the plain minimum, as in
+    the paper; with twin critics, beta = 1 doubles the min's distance below their mean)."""
     actor_hidden: tuple[int, ...] = (512, 512)
     """Hidden widths of the denoiser eps_theta (mish activations)."""
     critic_hidden: tuple[int, ...] = (512, 512)
@@ -349,6 +353,7 @@ def validate(config: RunConfig) -> RunConfig:
         _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
         _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
         _require(a.best_of_n_target >= 1, "best_of_n_target must be >= 1")
+        _require(a.td_disagreement_penalty >= 0, "td_disagreement_penalty (beta) must be >= 0")
         _require(
             a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2"
         )

@@ -218,10 +218,19 @@ def q_score(
     return jax.grad(mean_q_summed)(action)
 
 
+def pessimistic_value(q: jax.Array, penalty: float) -> jax.Array:
+    """min_j Q_j - beta std_j Q_j over the ensemble axis of ``q`` (num_critics, B); beta is
+    ``td_disagreement_penalty``, and beta = 0 gives the plain minimum of clipped double Q."""
+    value = q.min(axis=0)
+    if penalty:
+        value = value - penalty * q.std(axis=0)
+    return value
+
+
 def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
-    """y = r + gamma (1 - terminated) max_i min_j Q_target_j(s', a'_i), where a'_1..a'_N are
-    chain samples plus clipped target noise; N = ``best_of_n_target`` (1 in the paper, where
-    the max is over one sample)."""
+    """y = r + gamma (1 - terminated) max_i V(s', a'_i), where a'_1..a'_N are chain samples
+    plus clipped target noise, N = ``best_of_n_target`` (1 in the paper, where the max is over
+    one sample), and V = min_j Q_target_j - beta std_j Q_target_j (beta = 0 in the paper)."""
     config = agent.config
     num_samples = config.best_of_n_target
     chain_key, noise_key = jax.random.split(key)
@@ -232,7 +241,10 @@ def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
     noise = config.target_noise * jax.random.normal(noise_key, next_action.shape)
     noise = jnp.clip(noise, -config.target_noise_clip, config.target_noise_clip)
     next_action = jnp.clip(next_action + noise, -1.0, 1.0)
-    next_q = q_values(config, agent.target_critic_params, next_obs, next_action).min(axis=0)
+    next_q = pessimistic_value(
+        q_values(config, agent.target_critic_params, next_obs, next_action),
+        config.td_disagreement_penalty,
+    )
     best_q = next_q.reshape(-1, num_samples).max(axis=1)
     return bootstrap_target(batch.reward, batch.terminated, config.discount, best_q)
 
