@@ -96,23 +96,29 @@ def test_best_of_n_picks_the_highest_q_sample(tiny_config):
     np.testing.assert_allclose(chosen, expected, rtol=1e-6)
 
 
+def _noised_next_actions(agent, next_obs, key):
+    """The next actions a' of td_target, rebuilt: chain samples plus clipped target noise."""
+    config = agent.config
+    chain_key, noise_key = jax.random.split(key)
+    actions = sample_policy(
+        config, ACTION_DIM, agent.actor_params, agent.schedule, next_obs, chain_key
+    )
+    noise = jnp.clip(
+        config.target_noise * jax.random.normal(noise_key, actions.shape),
+        -config.target_noise_clip,
+        config.target_noise_clip,
+    )
+    return jnp.clip(actions + noise, -1.0, 1.0)
+
+
 def test_best_of_n_target_takes_the_max_over_noised_samples(tiny_config):
     config = dataclasses.replace(tiny_config, best_of_n_target=8)
     agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
     key = jax.random.PRNGKey(3)
     alive = random_batch(64, terminated=0.0)
     best = td_target(agent, alive, key)
-    chain_key, noise_key = jax.random.split(key)
     repeated = jnp.repeat(alive.next_obs, 8, axis=0)
-    candidates = sample_policy(
-        config, ACTION_DIM, agent.actor_params, agent.schedule, repeated, chain_key
-    )
-    noise = jnp.clip(
-        config.target_noise * jax.random.normal(noise_key, candidates.shape),
-        -config.target_noise_clip,
-        config.target_noise_clip,
-    )
-    candidates = jnp.clip(candidates + noise, -1.0, 1.0)
+    candidates = _noised_next_actions(agent, repeated, key)
     q = q_values(config, agent.target_critic_params, repeated, candidates).min(0).reshape(64, 8)
     expected = alive.reward + config.discount * q.max(axis=1)
     np.testing.assert_allclose(best, expected, rtol=1e-5)
@@ -140,16 +146,7 @@ def test_disagreement_penalty_lowers_the_target_where_critics_disagree(tiny_conf
     alive = random_batch(64, terminated=0.0)
     plain = td_target(agent.replace(config=tiny_config), alive, key)
     pessimistic = td_target(agent, alive, key)
-    chain_key, noise_key = jax.random.split(key)
-    next_action = sample_policy(
-        config, ACTION_DIM, agent.actor_params, agent.schedule, alive.next_obs, chain_key
-    )
-    noise = jnp.clip(
-        config.target_noise * jax.random.normal(noise_key, next_action.shape),
-        -config.target_noise_clip,
-        config.target_noise_clip,
-    )
-    next_action = jnp.clip(next_action + noise, -1.0, 1.0)
+    next_action = _noised_next_actions(agent, alive.next_obs, key)
     spread = q_values(config, agent.target_critic_params, alive.next_obs, next_action).std(0)
     assert float(spread.min()) > 0.0
     np.testing.assert_allclose(
