@@ -139,9 +139,6 @@ def test_disagreement_penalty_lowers_the_target_where_critics_disagree(tiny_conf
     # In the TD target: lower by gamma * beta * std_j wherever the next state bootstraps.
     config = dataclasses.replace(tiny_config, td_disagreement_penalty=1.5)
     agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
-    agent = agent.replace(
-        target_critic_params=create_qsm(config, OBS_DIM, ACTION_DIM, 1).critic_params
-    )
     key = jax.random.PRNGKey(7)
     alive = random_batch(64, terminated=0.0)
     plain = td_target(agent.replace(config=tiny_config), alive, key)
