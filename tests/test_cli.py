@@ -204,6 +204,8 @@ def test_default_preset_is_robust_for_qsm_and_paper_for_the_baselines(capsys, tm
     config = json.loads((tmp_path / "qsm" / "config.json").read_text())
     assert config["preset"] == "robust"
     assert config["agent"]["q_score_target"] == "normalized"
+    assert config["agent"]["critic_layer_norm"] is True
+    assert config["agent"]["td_disagreement_penalty"] == 0.5
     assert config["agent"]["actor_hidden"] == [32, 32]  # flags still override the preset
     sac_flags = ["--env", "Pendulum-v1", "--steps", "30", "--warmup-steps", "20"]
     sac_flags += ["--eval-episodes", "1", "--no-progress", "--batch-size", "16"]

@@ -92,10 +92,10 @@ def test_robust_preset_learns_reacher_where_the_paper_preset_fails(tmp_path):
     issue's target of -10, so on the same 50 episodes `robust` must beat the still arm's
     return and end nearer the target than it does.
 
-    When written, this run scored -9.8 against the still arm's -12.6, with a final distance
-    of 0.16 against 0.25. The absolute bound is -11, not the issue's -10, because one seed
-    on one machine sits within 0.2 of -10; docs/robust_qsm.md measures the -10 target over
-    5 seeds."""
+    With the present preset this run scored -8.3 against the still arm's -12.6, with a
+    final distance of 0.11 against 0.25 (the preset before it: -9.8 and 0.16). The absolute
+    bound is -11, not the issue's -10, because single seeds on some machines have ended
+    within 0.2 of -10; docs/robust_qsm.md measures the -10 target over 5 seeds."""
     loop = {
         "env_id": "Reacher-v4",
         "seed": 0,

@@ -241,12 +241,16 @@ ROBUST_QSM: dict[str, Any] = {
     "normalize_rewards": True,
     "best_of_n_eval": 32,
     "best_of_n_explore": 1,
+    "critic_layer_norm": True,
+    "td_disagreement_penalty": 0.5,
 }
 """QSM that learns where the authors' settings fail (docs/robust_qsm.md): the same
 denoiser-matched-to-a-Q-score update (the authors' T = 5 VP chain) with a scale-free target
 whose size follows the noise level, at a temperature (lambda = 0.6) wide enough to explore
-from one chain sample yet stable over the chain's steps; reward normalisation; evaluation
-by the best of 32 chain samples by Q; 2x256 networks, as our SAC and TD3."""
+from one chain sample yet stable over the chain's steps; reward normalisation; layer-normalised
+critics whose TD target is more pessimistic where the two disagree (beta = 0.5), which
+keeps them from overestimating their policy; evaluation by the best of 32 chain samples by
+Q; 2x256 networks, as our SAC and TD3."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qsm": {
