@@ -15,6 +15,10 @@ For each task shape it reports, from one process:
   T dependent (1 x w) @ (w x w) products by one w x w matrix, as the chain's w-wide hidden
   layer does (one per reverse step, in one jitted call); they are bound by memory bandwidth
   (each reads the whole weight matrix), not by FLOPs;
+* ``matmul_layouts`` (once per run): the throughput of the two matmul layouts of a backward
+  pass at the update's main shape, 16 independent products per call: the forward and
+  input-gradient layout (256 x 512) @ (512 x 512), and the weight-gradient layout
+  (256 x 512)^T @ (256 x 512), which contracts over the batch;
 * ``robust_action_latency``: the same for the ``robust`` preset, whose action is the best of
   N chain samples by Q, when exploring and when evaluating (with N and the times).
 
@@ -74,6 +78,28 @@ def chained_matmuls(rows: int, width: int, chain: int):
 
     chained(x0).block_until_ready()
     return (lambda: chained(x0).block_until_ready()), 2.0 * rows * width * width * chain
+
+
+def matmul_layouts(repeats: int, rows: int = 256, width: int = 512, count: int = 16) -> dict:
+    """GFLOP/s of ``count`` independent (rows x width) @ (width x width) products by one
+    weight matrix (a layer applied to ``count`` batches) and of as many weight-gradient
+    products (rows x width)^T @ (rows x width), timed in alternation."""
+    keys = jax.random.split(jax.random.PRNGKey(2), 3)
+    xs = jax.random.normal(keys[0], (count, rows, width))
+    gs = jax.random.normal(keys[1], (count, rows, width))
+    weight = jax.random.normal(keys[2], (width, width)) / np.sqrt(width)
+    forward = jax.jit(lambda x, w: [x[i] @ w for i in range(count)])
+    weight_grad = jax.jit(lambda x, g: [x[i].T @ g[i] for i in range(count)])
+    jax.block_until_ready((forward(xs, weight), weight_grad(xs, gs)))
+    forward_ms, weight_grad_ms = [], []
+    for _ in range(repeats):
+        forward_ms.append(wall_ms(lambda: jax.block_until_ready(forward(xs, weight))))
+        weight_grad_ms.append(wall_ms(lambda: jax.block_until_ready(weight_grad(xs, gs))))
+    gflop = 2.0 * rows * width * width * count / 1e9
+    return {
+        "forward_gflops": gflop / statistics.median(forward_ms) * 1e3,
+        "weight_grad_gflops": gflop / statistics.median(weight_grad_ms) * 1e3,
+    }
 
 
 def update_flops(agent, batches) -> float:
@@ -279,6 +305,11 @@ def main() -> None:
             f" {robust['explore_us']:4.0f} us, eval (best of {robust['eval_samples']})"
             f" {robust['eval_us']:4.0f} us"
         )
+    layouts = results["matmul_layouts"] = matmul_layouts(args.repeats)
+    print(
+        f"matmul layouts (256 x 512 by 512): forward {layouts['forward_gflops']:4.0f} GFLOP/s,"
+        f" weight gradient {layouts['weight_grad_gflops']:4.0f} GFLOP/s"
+    )
     if args.breakdown:
         print("parts of one Hopper-v4 update:")
         results["breakdown_hopper"] = breakdown(*SHAPES["Hopper-v4"], args.repeats)
