@@ -41,6 +41,13 @@ def test_learner_speed_latency_floor(tiny_config):
     assert floor["dispatch_us"] > 0 and floor["hidden_matvec_us"] > 0
 
 
+def test_learner_speed_matmul_layouts():
+    learner_speed = load_script("learner_speed")
+    layouts = learner_speed.matmul_layouts(repeats=1, rows=8, width=16, count=2)
+    assert set(layouts) == {"forward_gflops", "weight_grad_gflops"}
+    assert all(math.isfinite(value) and value > 0 for value in layouts.values())
+
+
 def test_critic_probe_on_a_trained_run(tmp_path):
     run = tmp_path / "run"
     tiny = ["--actor-hidden", "16,16", "--critic-hidden", "16,16", "--time-features", "8"]
