@@ -37,7 +37,7 @@ def test_round_trip_through_a_dict():
         ({"q_score_temperature": 0.0}, {}, "q_score_temperature"),
         ({"best_of_n_eval": 0}, {}, "best_of_n_eval"),
         ({"best_of_n_target": 0}, {}, "best_of_n_target"),
-        ({"td_disagreement_penalty": -0.5}, {}, "td_disagreement_penalty"),
+        ({"td_disagreement_penalty": -1.5}, {}, "td_disagreement_penalty"),
         ({"linear_beta_end": 1.5}, {}, "linear_beta"),
         ({"discount": 1.5}, {}, "discount"),
         ({}, {"total_steps": 0}, "total_steps"),

@@ -136,6 +136,9 @@ def test_disagreement_penalty_lowers_the_target_where_critics_disagree(tiny_conf
     # Twin critics: std_j = |Q_1 - Q_2| / 2, so beta = 1 subtracts half their gap again.
     np.testing.assert_allclose(pessimistic_value(q, 1.0), [1.0, 1.0, -4.0])
     np.testing.assert_allclose(pessimistic_value(q, 2.0), [1.0, 0.0, -7.0])
+    # beta < 0 is optimism: beta = -1 gives the twins' mean, -0.5 the midpoint of min and mean.
+    np.testing.assert_allclose(pessimistic_value(q, -1.0), [1.0, 3.0, 2.0])
+    np.testing.assert_allclose(pessimistic_value(q, -0.5), [1.0, 2.5, 0.5])
     # In the TD target: lower by gamma * beta * std_j wherever the next state bootstraps.
     config = dataclasses.replace(tiny_config, td_disagreement_penalty=1.5)
     agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)

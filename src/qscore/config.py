@@ -69,7 +69,9 @@ class QSMConfig:
     td_disagreement_penalty: float = 0.0
     """[beta] extra pessimism of the TD target where the target critics disagree: the value of
     a next action is min_j Q_target_j - beta * std_j Q_target_j (0: the plain minimum, as in
-    the paper; with twin critics, beta = 1 doubles the min's distance below their mean)."""
+    the paper; with twin critics, beta = 1 doubles the min's distance below their mean).
+    Values in [-1, 0) make the target less pessimistic than the minimum: with twin critics,
+    beta = -1 gives their mean."""
     actor_hidden: tuple[int, ...] = (512, 512)
     """Hidden widths of the denoiser eps_theta (mish activations)."""
     critic_hidden: tuple[int, ...] = (512, 512)
@@ -357,7 +359,7 @@ def validate(config: RunConfig) -> RunConfig:
         _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
         _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
         _require(a.best_of_n_target >= 1, "best_of_n_target must be >= 1")
-        _require(a.td_disagreement_penalty >= 0, "td_disagreement_penalty (beta) must be >= 0")
+        _require(a.td_disagreement_penalty >= -1, "td_disagreement_penalty (beta) must be >= -1")
         _require(
             a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2"
         )

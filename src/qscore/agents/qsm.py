@@ -220,7 +220,8 @@ def q_score(
 
 def pessimistic_value(q: jax.Array, penalty: float) -> jax.Array:
     """min_j Q_j - beta std_j Q_j over the ensemble axis of ``q`` (num_critics, B); beta is
-    ``td_disagreement_penalty``, and beta = 0 gives the plain minimum of clipped double Q."""
+    ``td_disagreement_penalty``, and beta = 0 gives the plain minimum of clipped double Q
+    (beta < 0 is less pessimistic: with twin critics, beta = -1 gives their mean)."""
     value = q.min(axis=0)
     if penalty:
         value = value - penalty * q.std(axis=0)
