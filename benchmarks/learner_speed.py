@@ -34,6 +34,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -169,9 +170,14 @@ def robust_latency(obs_dim: int, action_dim: int, repeats: int) -> dict[str, flo
     }
 
 
-def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
-    """Update time and matmul throughput measured in alternation, so both see the same load."""
-    config = make_config("paper").agent
+def update_against_bound(
+    obs_dim: int, action_dim: int, repeats: int, config: QSMConfig | None = None
+) -> tuple[Any, dict[str, float]]:
+    """The agent of a task shape (``paper`` preset unless ``config`` is given), and its
+    update time against the FLOP bound: ``update_ms``, ``update_gflop``, ``matmul_gflops``,
+    ``flop_bound_ms`` and ``update_vs_bound``. Updates and chained matmuls are timed in
+    alternation, so both see the same load."""
+    config = config or make_config("paper").agent
     agent = create_qsm(config, obs_dim, action_dim, seed=0)
     batches = random_batches(obs_dim, action_dim, config.batch_size, config.utd, seed=0)
     matmuls, matmul_flops = chained_matmuls(rows=256, width=512, chain=64)
@@ -190,18 +196,24 @@ def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
     update_ms = statistics.median(update_times)
     throughput = matmul_flops / (statistics.median(matmul_times) * 1e-3) / 1e9
     gflop = update_flops(agent, batches) / 1e9
-
-    latency_us = action_latency_us(agent, obs_dim, explore=True, repeats=repeats)
     bound_ms = gflop / throughput * 1e3
-    return {
-        "obs_dim": obs_dim,
-        "action_dim": action_dim,
+    return agent, {
         "update_ms": update_ms,
         "update_gflop": gflop,
         "matmul_gflops": throughput,
         "flop_bound_ms": bound_ms,
         "update_vs_bound": update_ms / bound_ms,
-        "action_latency_us": latency_us,
+    }
+
+
+def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
+    """Update time against the FLOP bound, action latency and its floors, for one shape."""
+    agent, figures = update_against_bound(obs_dim, action_dim, repeats)
+    return {
+        "obs_dim": obs_dim,
+        "action_dim": action_dim,
+        **figures,
+        "action_latency_us": action_latency_us(agent, obs_dim, explore=True, repeats=repeats),
         **latency_floor_us(agent, obs_dim, repeats),
         "robust_action_latency": robust_latency(obs_dim, action_dim, repeats),
     }

@@ -5,10 +5,15 @@ import importlib.util
 import math
 from pathlib import Path
 
+import jax.numpy as jnp
+import optax
 import pytest
 
+from qscore import networks
+from qscore.agents import common, qsm
 from qscore.agents.qsm import create_qsm
 from qscore.cli import main
+from qscore.config import QSMConfig
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -67,3 +72,27 @@ def test_critic_probe_on_a_trained_run(tmp_path):
     assert main(["train", *sac_flags]) == 0
     with pytest.raises(ValueError, match="is a sac run; the probe needs a qsm run"):
         critic_probe.probe(sac_run, num_states=20)
+
+
+def test_learner_speed_update_against_bound(tiny_config):
+    learner_speed = load_script("learner_speed")
+    _, figures = learner_speed.update_against_bound(5, 2, repeats=1, config=tiny_config)
+    assert figures["update_gflop"] > 0 and figures["matmul_gflops"] > 0
+    ratio = figures["update_ms"] / figures["flop_bound_ms"]
+    assert math.isclose(figures["update_vs_bound"], ratio)
+
+
+def test_update_ablations_remove_what_they_name(monkeypatch):
+    # Registered with monkeypatch, so the originals come back after the test.
+    monkeypatch.setitem(networks.ACTIVATIONS, "mish", networks.ACTIVATIONS["mish"])
+    monkeypatch.setattr(qsm, "actor_optimizer", qsm.actor_optimizer)
+    monkeypatch.setattr(common, "critic_optimizer", common.critic_optimizer)
+    monkeypatch.setattr(qsm, "polyak", qsm.polyak)
+    load_script("update_ablations").apply_variant("bare")
+    x = jnp.linspace(-3.0, 3.0, 7)
+    assert jnp.array_equal(networks.ACTIVATIONS["mish"](x), x)
+    config = QSMConfig()
+    params = {"w": jnp.ones(3)}
+    for optimizer in (qsm.actor_optimizer(config), common.critic_optimizer(config)):
+        assert optimizer.init(params) == optax.sgd(1.0).init(params)
+    assert qsm.polyak(params, {"w": jnp.zeros(3)}, 0.5)["w"].sum() == 0
