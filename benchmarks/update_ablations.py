@@ -44,7 +44,8 @@ def apply_variant(variant: str) -> None:
         networks.ACTIVATIONS["mish"] = lambda x: x
     if variant in ("no_adam_no_polyak", "bare"):
         qsm.actor_optimizer = lambda config: optax.sgd(config.actor_lr)
-        common.critic_optimizer = lambda config: optax.sgd(config.critic_lr)
+        # create_qsm (qsm) builds the critics' optimiser state, critic_step (common) steps it.
+        qsm.critic_optimizer = common.critic_optimizer = lambda config: optax.sgd(config.critic_lr)
         qsm.polyak = lambda online, target, tau: target
 
 
@@ -62,7 +63,9 @@ def measure(variant: str, repeats: int) -> dict:
 
 def run_child(variant: str, repeats: int) -> dict:
     command = [sys.executable, __file__, "--child", variant, "--repeats", str(repeats)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"variant {variant} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -5,6 +5,7 @@ import importlib.util
 import math
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import optax
 import pytest
@@ -13,7 +14,6 @@ from qscore import networks
 from qscore.agents import common, qsm
 from qscore.agents.qsm import create_qsm
 from qscore.cli import main
-from qscore.config import QSMConfig
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -77,22 +77,33 @@ def test_critic_probe_on_a_trained_run(tmp_path):
 def test_learner_speed_update_against_bound(tiny_config):
     learner_speed = load_script("learner_speed")
     _, figures = learner_speed.update_against_bound(5, 2, repeats=1, config=tiny_config)
-    assert figures["update_gflop"] > 0 and figures["matmul_gflops"] > 0
-    ratio = figures["update_ms"] / figures["flop_bound_ms"]
-    assert math.isclose(figures["update_vs_bound"], ratio)
+    assert all(math.isfinite(value) and value > 0 for value in figures.values())
 
 
-def test_update_ablations_remove_what_they_name(monkeypatch):
+def test_update_ablations_remove_what_they_name(monkeypatch, tiny_config):
     # Registered with monkeypatch, so the originals come back after the test.
     monkeypatch.setitem(networks.ACTIVATIONS, "mish", networks.ACTIVATIONS["mish"])
     monkeypatch.setattr(qsm, "actor_optimizer", qsm.actor_optimizer)
+    monkeypatch.setattr(qsm, "critic_optimizer", qsm.critic_optimizer)
     monkeypatch.setattr(common, "critic_optimizer", common.critic_optimizer)
     monkeypatch.setattr(qsm, "polyak", qsm.polyak)
     load_script("update_ablations").apply_variant("bare")
     x = jnp.linspace(-3.0, 3.0, 7)
     assert jnp.array_equal(networks.ACTIVATIONS["mish"](x), x)
-    config = QSMConfig()
-    params = {"w": jnp.ones(3)}
-    for optimizer in (qsm.actor_optimizer(config), common.critic_optimizer(config)):
-        assert optimizer.init(params) == optax.sgd(1.0).init(params)
-    assert qsm.polyak(params, {"w": jnp.zeros(3)}, 0.5)["w"].sum() == 0
+    batches = load_script("learner_speed").random_batches(5, 2, tiny_config.batch_size, 1, 0)
+    agent = create_qsm(tiny_config, obs_dim=5, action_dim=2, seed=0)
+    try:
+        updated, _ = qsm.update(agent, batches)
+    finally:
+        jax.clear_caches()  # the patched update must not serve later tests
+    for state in (updated.actor_opt_state, updated.critic_opt_state):
+        is_adam = lambda s: isinstance(s, optax.ScaleByAdamState)  # noqa: E731
+        assert not any(map(is_adam, jax.tree_util.tree_leaves(state, is_leaf=is_adam)))
+    same = jax.tree_util.tree_map(
+        jnp.array_equal, updated.target_critic_params, agent.target_critic_params
+    )
+    assert all(jax.tree_util.tree_leaves(same))
+    assert not jnp.array_equal(
+        jax.tree_util.tree_leaves(updated.critic_params)[0],
+        jax.tree_util.tree_leaves(agent.critic_params)[0],
+    )
