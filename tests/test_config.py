@@ -35,6 +35,22 @@ def test_round_trip_through_a_dict():
         ({"actor_hidden": ()}, {}, "actor_hidden"),
         ({"q_score_target": "clipped"}, {}, "q_score_target must be one of"),
         ({"q_score_temperature": 0.0}, {}, "q_score_temperature"),
+        ({"target_action_spread": 1.5}, {}, "target_action_spread must be in"),
+        ({"target_action_spread": 0.2}, {}, "only the normalized q_score_targets"),
+        (
+            {"target_action_spread": 0.2, "q_score_target": "normalized", "spread_states": 999},
+            {},
+            "spread_states",
+        ),
+        (
+            {
+                "target_action_spread": 0.2,
+                "q_score_target": "normalized",
+                "q_score_temperature": 20,
+            },
+            {},
+            "max_q_score_temperature",
+        ),
         ({"best_of_n_eval": 0}, {}, "best_of_n_eval"),
         ({"best_of_n_target": 0}, {}, "best_of_n_target"),
         ({"td_disagreement_penalty": -1.5}, {}, "td_disagreement_penalty"),

@@ -1,5 +1,6 @@
 """Nothing lost: exact resume, crash safety (SIGKILL), SIGTERM, divergence guard."""
 
+import dataclasses
 import json
 import random
 import signal
@@ -9,16 +10,21 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import serialization
 
-from qscore.checkpoint import AGENT_FILE, latest_checkpoint, list_checkpoints
+from qscore.agents.qsm import create_qsm, update
+from qscore.checkpoint import AGENT_FILE, agent_from_bytes, latest_checkpoint, list_checkpoints
 from qscore.cli import main
 from qscore.config import make_config
 from qscore.logs import read_csv
 from qscore.train import TrainingDiverged, resume, train
 
 from .conftest import TINY
+from .helpers import ACTION_DIM, OBS_DIM, leaves_equal, random_batches
 
 TINY_FLAGS = [
     "--preset", "fast", "--actor-hidden", "32,32", "--critic-hidden", "32,32",
@@ -231,3 +237,19 @@ gym.register("QscoreTest/ImageObs-v0", entry_point=_ImageObsEnv)
 def test_unsupported_observations_are_refused(capsys, tmp_path, env_id, message):
     code, err = _cli_error(capsys, ["train", "--env", env_id, "--out", str(tmp_path / "r")])
     assert code == 2 and message in err and "\n" not in err
+
+
+def test_checkpoints_without_later_fields_load_with_their_initial_values(tiny_config):
+    # A QSM checkpoint written before log_temperature existed: the field is filled with the
+    # config's fixed lambda, and every stored array is restored as written.
+    config = dataclasses.replace(tiny_config, q_score_target="normalized", q_score_temperature=0.6)
+    agent, _ = update(create_qsm(config, OBS_DIM, ACTION_DIM, seed=0), random_batches(2, 16))
+    state = serialization.to_state_dict(jax.device_get(agent))
+    del state["log_temperature"]
+    old = serialization.msgpack_serialize(state)
+    template = create_qsm(config, OBS_DIM, ACTION_DIM, seed=1)
+    restored = agent_from_bytes(old, template)
+    np.testing.assert_allclose(float(jnp.exp(restored.log_temperature)), 0.6, rtol=1e-6)
+    assert leaves_equal(restored.actor_params, agent.actor_params)
+    assert leaves_equal(restored.critic_params, agent.critic_params)
+    assert int(restored.num_updates) == 2

@@ -194,6 +194,61 @@ def test_diagnostics_measure_spread_and_bound_share(tiny_config):
     assert float(pinned["action_at_bound"]) == 1.0
 
 
+def _tuned(config, target, lr=0.5):
+    return dataclasses.replace(
+        config,
+        q_score_target="normalized",
+        q_score_temperature=0.6,
+        target_action_spread=target,
+        temperature_lr=lr,
+        spread_states=8,
+    )
+
+
+def test_temperature_is_fixed_without_a_target_spread(tiny_config):
+    config = dataclasses.replace(tiny_config, q_score_target="normalized", q_score_temperature=0.6)
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    new, metrics = update(agent, random_batches(3, 16))
+    assert float(new.log_temperature) == float(agent.log_temperature)
+    np.testing.assert_allclose(float(metrics["q_score_temperature"]), 0.6, rtol=1e-6)
+    assert "tuning_spread" not in metrics
+
+
+def test_temperature_steps_towards_the_target_spread(tiny_config):
+    # The untrained chain is wide (spread about 0.7): a narrow target lowers lambda by
+    # lr * log(spread / target), the measured spread logged as tuning_spread.
+    agent = create_qsm(_tuned(tiny_config, 0.1), OBS_DIM, ACTION_DIM, seed=0)
+    new, metrics = update(agent, random_batches(1, 16))
+    spread = float(metrics["tuning_spread"])
+    assert spread > 0.3
+    expected = np.log(0.6) - 0.5 * (np.log(spread) - np.log(0.1))
+    np.testing.assert_allclose(float(new.log_temperature), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["q_score_temperature"]), np.exp(expected), rtol=1e-5)
+    # A wider target than the measured spread raises lambda instead.
+    wider, _ = update(
+        create_qsm(_tuned(tiny_config, 0.99), OBS_DIM, ACTION_DIM, 0), random_batches(1, 16)
+    )
+    assert float(wider.log_temperature) > np.log(0.6)
+
+
+def test_tuned_temperature_drives_the_target_and_stays_in_bounds(tiny_config):
+    config = dataclasses.replace(_tuned(tiny_config, 0.5, lr=50.0), max_q_score_temperature=2.0)
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    # A denoiser pinned at the upper bound has spread 0 < 0.5: lambda rises to its bound.
+    params = jax.tree_util.tree_map(jnp.zeros_like, agent.actor_params)
+    params["MLP_1"]["Dense_2"]["bias"] = jnp.full((ACTION_DIM,), -1e3)
+    pinned = agent.replace(actor_params=params)
+    new, metrics = update(pinned, random_batches(1, 16))
+    assert float(metrics["tuning_spread"]) < 1e-3
+    np.testing.assert_allclose(float(metrics["q_score_temperature"]), 2.0, rtol=1e-5)
+    # The actor's next target uses the tuned lambda: eps* shrinks as lambda grows.
+    g = np.random.default_rng(5).normal(size=(8, ACTION_DIM)).astype(np.float32)
+    sigma, noise = jnp.ones((8, 1)), jnp.zeros_like(g)
+    at_start = q_score_target(config, g, sigma, noise, jnp.exp(agent.log_temperature))
+    tuned = q_score_target(config, g, sigma, noise, jnp.exp(new.log_temperature))
+    np.testing.assert_allclose(np.asarray(tuned) * 2.0, np.asarray(at_start) * 0.6, rtol=1e-5)
+
+
 def test_reward_normalization_fixes_the_scale_at_the_first_update(tiny_config):
     config = dataclasses.replace(tiny_config, normalize_rewards=True)
     batches = random_batches(3, 16)

@@ -47,8 +47,14 @@ def agent_bytes(agent: Any) -> bytes:
 
 
 def agent_from_bytes(data: bytes, template: Agent) -> Agent:
-    """Restore an agent's arrays into the structure (and static config) of ``template``."""
+    """Restore an agent's arrays into the structure (and static config) of ``template``.
+
+    Agent fields that an older qscore did not write (such as QSM's ``log_temperature``)
+    keep the template's initial value, which is what those versions used throughout.
+    """
     state = serialization.msgpack_restore(data)
+    initial = serialization.to_state_dict(jax.device_get(template))
+    state = {**{key: value for key, value in initial.items() if key not in state}, **state}
     agent = serialization.from_state_dict(template, state)
     return jax.tree_util.tree_map(jax.numpy.asarray, agent)
 

@@ -50,7 +50,23 @@ class QSMConfig:
     q_score_scale: float = 50.0
     """[alpha, the authors' M_q] scale of the ``scaled`` target -alpha * g."""
     q_score_temperature: float = 0.1
-    """[lambda] temperature of the normalized targets, relative to the mean |g|."""
+    """[lambda] temperature of the normalized targets, relative to the mean |g| (with
+    ``target_action_spread`` set, its initial value)."""
+    target_action_spread: float | None = None
+    """[s*] spread of chain samples for one state that lambda is tuned towards, as SAC tunes
+    its entropy temperature (normalized targets only): lambda falls while the measured
+    ``action_spread`` is above s* (a greedier, narrower policy) and rises while it is below.
+    None keeps lambda fixed. 0.577 is the spread of uniform actions on [-1, 1]."""
+    temperature_lr: float = 3e-4
+    """Step size of the update of log lambda towards ``target_action_spread``."""
+    spread_states: int = 32
+    """States of each batch at which the spread of the policy is measured for lambda."""
+    spread_samples: int = 8
+    """Chain samples per state for that measurement."""
+    min_q_score_temperature: float = 0.01
+    """Lower bound of the tuned lambda."""
+    max_q_score_temperature: float = 10.0
+    """Upper bound of the tuned lambda."""
     q_score_from_target_critics: bool = False
     """Take g from the Polyak target critics instead of the online critics."""
     denoise_replay_actions: bool = False
@@ -356,6 +372,25 @@ def validate(config: RunConfig) -> RunConfig:
         )
         _require(a.q_score_scale > 0, "q_score_scale (alpha) must be > 0")
         _require(a.q_score_temperature > 0, "q_score_temperature (lambda) must be > 0")
+        if a.target_action_spread is not None:
+            _require(
+                _is_finite_number(a.target_action_spread) and 0 < a.target_action_spread < 1,
+                f"target_action_spread must be in (0, 1) or None, got {a.target_action_spread!r}",
+            )
+            _require(
+                a.q_score_target != "scaled",
+                "target_action_spread tunes lambda, which only the normalized q_score_targets use",
+            )
+            _require(
+                0 < a.min_q_score_temperature <= a.q_score_temperature <= a.max_q_score_temperature,
+                "need 0 < min_q_score_temperature <= q_score_temperature <= "
+                "max_q_score_temperature",
+            )
+            _require(
+                1 <= a.spread_states <= a.batch_size,
+                f"spread_states must be in [1, batch_size = {a.batch_size}]",
+            )
+            _require(a.spread_samples >= 2, "spread_samples must be >= 2")
         _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
         _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
         _require(a.best_of_n_target >= 1, "best_of_n_target must be >= 1")

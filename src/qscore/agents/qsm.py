@@ -10,6 +10,9 @@ One update, for a batch (s, a, r, s', terminated) from replay:
 * actor (the QSM step): k ~ U{0..T-1}, eps ~ N(0, I), a_k = sqrt(alpha_bar_k) a +
   sqrt(1 - alpha_bar_k) eps; g = mean_j grad_a Q_phi_j(s, a_k) (no gradient into the
   critics); minimise || eps_theta(s, a_k, k) - (-alpha g) ||^2 over theta only;
+* (optional, ``target_action_spread``) the temperature lambda of the normalized targets
+  takes one step towards the spread s*: measure the spread of the policy's chain samples
+  at a few batch states and move log lambda by -lr (log spread - log s*);
 * critic: a' = chain_theta(s') + clip(N(0, sigma_target^2)), clipped to [-1, 1];
   y = r + gamma (1 - terminated) min_j Q_target_j(s', a') (the max of that over N samples a'
   with ``best_of_n_target`` = N); minimise sum_j (Q_j(s, a) - y)^2;
@@ -62,6 +65,9 @@ class QSMAgent(struct.PyTreeNode):
     num_updates: jax.Array
     reward_scale: jax.Array
     """Divisor of the rewards the critics learn from (1 unless ``normalize_rewards``)."""
+    log_temperature: jax.Array
+    """log lambda, the temperature of the normalized targets (fixed at
+    ``q_score_temperature`` unless ``target_action_spread`` tunes it)."""
     config: QSMConfig = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
 
@@ -132,6 +138,7 @@ def create_qsm(config: QSMConfig, obs_dim: int, action_dim: int, seed: int) -> Q
         rng=rng,
         num_updates=jnp.zeros((), jnp.int32),
         reward_scale=jnp.ones((), jnp.float32),
+        log_temperature=jnp.log(jnp.asarray(config.q_score_temperature, jnp.float32)),
         config=config,
         action_dim=action_dim,
     )
@@ -251,23 +258,31 @@ def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
 
 
 def q_score_target(
-    config: QSMConfig, g: jax.Array, sigma: jax.Array, noise: jax.Array
+    config: QSMConfig,
+    g: jax.Array,
+    sigma: jax.Array,
+    noise: jax.Array,
+    temperature: jax.Array | None = None,
 ) -> jax.Array:
     """The denoiser's regression target eps* for Q-scores g (B, d) at noise levels sigma (B, 1).
 
     ``scaled`` (the paper): eps* = -alpha g. ``normalized``: eps* = -sigma_k g / (lambda
     mean|g|), the mean over the batch, so the target no longer has the scale of the rewards
     and shrinks with the noise level as a score should; ``normalized_per_state`` takes
-    mean|g| over each state's action coordinates. ``denoise_replay_actions`` adds the
-    forward noise eps (the denoising score-matching target of the replay action).
+    mean|g| over each state's action coordinates; lambda is ``temperature`` (by default
+    the config's ``q_score_temperature``).
+    ``denoise_replay_actions`` adds the forward noise eps (the denoising score-matching
+    target of the replay action).
     """
     if config.q_score_target == "scaled":
         target = -config.q_score_scale * g
     else:
+        if temperature is None:
+            temperature = jnp.asarray(config.q_score_temperature)
         per_state = config.q_score_target == "normalized_per_state"
         axes = -1 if per_state else None
         magnitude = jnp.abs(g).mean(axis=axes, keepdims=per_state)
-        target = -sigma * g / (config.q_score_temperature * magnitude + 1e-8)
+        target = -sigma * g / (temperature * magnitude + 1e-8)
     if config.denoise_replay_actions:
         target = target + noise
     return target
@@ -281,12 +296,14 @@ def qsm_actor_loss(
     schedule: Schedule,
     batch: Batch,
     key: jax.Array,
+    temperature: jax.Array | None = None,
 ) -> tuple[jax.Array, Metrics]:
     """The QSM loss: mean_batch || eps_theta(s, a_k, k) - eps*(g(s, a_k)) ||^2.
 
     g is the critics' action-gradient at the noised replay action, held fixed
     (stop-gradient), so only theta receives gradient; eps* is :func:`q_score_target`
-    (-alpha g in the paper). ``critic_params`` are the online or the target critics.
+    (-alpha g in the paper; ``temperature`` is lambda of the normalized targets).
+    ``critic_params`` are the online or the target critics.
     """
     step_key, noise_key = jax.random.split(key)
     batch_size = batch.action.shape[0]
@@ -295,7 +312,7 @@ def qsm_actor_loss(
     noisy_action = noise_actions(schedule, batch.action, steps[:, 0], noise)
     g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, noisy_action))
     sigma = jnp.sqrt(1.0 - schedule.alpha_bars[steps])
-    target_eps = q_score_target(config, g, sigma, noise)
+    target_eps = q_score_target(config, g, sigma, noise, temperature)
     eps = score_net(config, action_dim).apply(
         {"params": actor_params}, batch.obs, noisy_action, steps
     )
@@ -322,7 +339,14 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
 
     def loss_fn(actor_params: Params) -> tuple[jax.Array, Metrics]:
         return qsm_actor_loss(
-            config, agent.action_dim, actor_params, critic_params, agent.schedule, batch, key
+            config,
+            agent.action_dim,
+            actor_params,
+            critic_params,
+            agent.schedule,
+            batch,
+            key,
+            jnp.exp(agent.log_temperature) if config.target_action_spread is not None else None,
         )
 
     params, opt_state, metrics, grad_norm = gradient_step(
@@ -348,19 +372,65 @@ def fixed_reward_scale(agent: QSMAgent, batch: Batch) -> jax.Array:
     return jnp.where(agent.num_updates == 0, first, agent.reward_scale)
 
 
+def chain_samples_per_state(
+    agent: QSMAgent, obs: jax.Array, key: jax.Array, num_samples: int
+) -> jax.Array:
+    """``num_samples`` chain samples (no exploration noise) for each state of ``obs``
+    (B, obs_dim), as an array (B, num_samples, action_dim)."""
+    repeated = jnp.repeat(obs, num_samples, axis=0)
+    actions = sample_policy(
+        agent.config, agent.action_dim, agent.actor_params, agent.schedule, repeated, key
+    )
+    return actions.reshape(obs.shape[0], num_samples, agent.action_dim)
+
+
+def action_spread(per_state: jax.Array) -> jax.Array:
+    """The std of the samples for one state (axis 1 of ``per_state``), averaged over states
+    and action coordinates: 0 for a deterministic policy, 0.577 for uniform actions."""
+    return per_state.std(axis=1).mean()
+
+
+def tune_temperature(agent: QSMAgent, spread: jax.Array) -> QSMAgent:
+    """One step of log lambda towards the spread s* (``target_action_spread``): lower while
+    the measured ``spread`` is wider than s*, higher while narrower, within the bounds."""
+    config = agent.config
+    error = jnp.log(jnp.maximum(spread, 1e-3)) - jnp.log(config.target_action_spread)
+    log_temperature = jnp.clip(
+        agent.log_temperature - config.temperature_lr * error,
+        jnp.log(config.min_q_score_temperature),
+        jnp.log(config.max_q_score_temperature),
+    )
+    return agent.replace(log_temperature=log_temperature)
+
+
 def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
-    """One QSM update: the actor step (Algorithm 1), then the critic step, as the authors do."""
-    if agent.config.normalize_rewards:
+    """One QSM update: the actor step (Algorithm 1), then the critic step, as the authors do
+    (and, with ``target_action_spread``, the step of lambda between them)."""
+    config = agent.config
+    if config.normalize_rewards:
         agent = agent.replace(reward_scale=fixed_reward_scale(agent, batch))
         batch = batch._replace(reward=batch.reward / agent.reward_scale)
-    rng, actor_key, critic_key = jax.random.split(agent.rng, 3)
+    tuned = config.target_action_spread is not None
+    rng, actor_key, critic_key, *spread_key = jax.random.split(agent.rng, 4 if tuned else 3)
     agent, actor_metrics = update_actor(agent, batch, actor_key)
+    if tuned:
+        states = batch.obs[: config.spread_states]
+        spread = action_spread(
+            chain_samples_per_state(agent, states, spread_key[0], config.spread_samples)
+        )
+        agent = tune_temperature(agent, spread)
+        actor_metrics = {**actor_metrics, "tuning_spread": spread}
     agent, critic_metrics = update_critic(agent, batch, critic_key)
-    lr = actor_learning_rate(agent.config)
+    lr = actor_learning_rate(config)
     actor_lr = lr(agent.num_updates) if callable(lr) else jnp.asarray(lr)
     agent = agent.replace(rng=rng, num_updates=agent.num_updates + 1)
     metrics = {**actor_metrics, **critic_metrics, "actor_lr": actor_lr}
-    return agent, {**metrics, "reward_scale": agent.reward_scale}
+    temperature = jnp.exp(agent.log_temperature)
+    return agent, {
+        **metrics,
+        "reward_scale": agent.reward_scale,
+        "q_score_temperature": temperature,
+    }
 
 
 @partial(jax.jit, static_argnames=("samples_per_state",))
@@ -374,14 +444,10 @@ def diagnose(
     exploration; 0 for a deterministic policy, 0.577 for uniform actions on [-1, 1]).
     ``action_at_bound``: the share of sampled action coordinates within 1e-3 of +-1.
     """
-    repeated = jnp.repeat(obs, samples_per_state, axis=0)
-    actions = sample_policy(
-        agent.config, agent.action_dim, agent.actor_params, agent.schedule, repeated, key
-    )
-    per_state = actions.reshape(obs.shape[0], samples_per_state, agent.action_dim)
+    per_state = chain_samples_per_state(agent, obs, key, samples_per_state)
     return {
-        "action_spread": per_state.std(axis=1).mean(),
-        "action_at_bound": (jnp.abs(actions) > 1.0 - 1e-3).mean(),
+        "action_spread": action_spread(per_state),
+        "action_at_bound": (jnp.abs(per_state) > 1.0 - 1e-3).mean(),
     }
 
 
