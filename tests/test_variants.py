@@ -21,7 +21,14 @@ from qscore.agents.qsm import (
     update_actor,
 )
 
-from .helpers import ACTION_DIM, OBS_DIM, leaves_equal, random_batch, random_batches
+from .helpers import (
+    ACTION_DIM,
+    OBS_DIM,
+    constant_critics,
+    leaves_equal,
+    random_batch,
+    random_batches,
+)
 
 
 def _targets(config, g, sigma, noise):
@@ -247,6 +254,31 @@ def test_tuned_temperature_drives_the_target_and_stays_in_bounds(tiny_config):
     at_start = q_score_target(config, g, sigma, noise, jnp.exp(agent.log_temperature))
     tuned = q_score_target(config, g, sigma, noise, jnp.exp(new.log_temperature))
     np.testing.assert_allclose(np.asarray(tuned) * 2.0, np.asarray(at_start) * 0.6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("prior", ["none", "uniform"])
+def test_action_prior_teaches_the_denoiser_to_contract_its_noise(tiny_config, prior):
+    # With critics that are flat in the action (g = 0), the Q part of the target is 0: the
+    # paper's denoiser learns to predict 0, and its chain amplifies the start noise into
+    # the bounds; with the uniform prior it learns the box's noise prediction instead.
+    config = dataclasses.replace(
+        tiny_config, q_score_target="normalized", action_prior=prior, actor_lr=3e-3
+    )
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    agent = agent.replace(critic_params=constant_critics(agent.critic_params, [1.0, 2.0]))
+    batch = random_batch(256)._replace(obs=np.zeros((256, OBS_DIM), np.float32))
+
+    def step(agent, key):
+        return update_actor(agent, batch, key)[0], None
+
+    keys = jax.random.split(jax.random.PRNGKey(1), 400)
+    trained, _ = jax.jit(lambda a: jax.lax.scan(step, a, keys))(agent)
+    metrics = diagnose(trained, jnp.zeros((4, OBS_DIM)), jax.random.PRNGKey(2), 256)
+    if prior == "uniform":
+        assert float(metrics["action_at_bound"]) < 0.1
+        assert 0.2 < float(metrics["action_spread"]) < 0.577
+    else:
+        assert float(metrics["action_at_bound"]) > 0.5
 
 
 def test_reward_normalization_fixes_the_scale_at_the_first_update(tiny_config):

@@ -17,6 +17,7 @@ from typing import Any
 
 BETA_SCHEDULES = ("vp", "cosine", "linear")
 Q_SCORE_TARGETS = ("scaled", "normalized", "normalized_per_state")
+ACTION_PRIORS = ("none", "uniform")
 
 
 class ConfigError(ValueError):
@@ -67,6 +68,11 @@ class QSMConfig:
     """Lower bound of the tuned lambda."""
     max_q_score_temperature: float = 10.0
     """Upper bound of the tuned lambda."""
+    action_prior: str = "none"
+    """``uniform`` adds to eps* the exact noise prediction of actions uniform on [-1, 1]^d at
+    the noise level of a_k (:func:`qscore.diffusion.uniform_prior_eps`): the score of the
+    action box, so that the chain contracts its start noise and the policy is the box tilted
+    by Q rather than a Q ascent from noise amplified into the bounds. ``none``: the paper."""
     q_score_from_target_critics: bool = False
     """Take g from the Polyak target critics instead of the online critics."""
     denoise_replay_actions: bool = False
@@ -371,6 +377,10 @@ def validate(config: RunConfig) -> RunConfig:
             f"q_score_target must be one of {', '.join(Q_SCORE_TARGETS)}, got {a.q_score_target!r}",
         )
         _require(a.q_score_scale > 0, "q_score_scale (alpha) must be > 0")
+        _require(
+            a.action_prior in ACTION_PRIORS,
+            f"action_prior must be one of {', '.join(ACTION_PRIORS)}, got {a.action_prior!r}",
+        )
         _require(a.q_score_temperature > 0, "q_score_temperature (lambda) must be > 0")
         if a.target_action_spread is not None:
             _require(

@@ -129,3 +129,29 @@ def sample_chain(
     # Unrolled: T is small, and XLA then fuses across steps and counts every step's FLOPs.
     actions, _ = jax.lax.scan(reverse_step, actions, (ks, step_keys[ks]), unroll=True)
     return actions
+
+
+def uniform_prior_eps(noisy_actions: jax.Array, alpha_bar: jax.Array) -> jax.Array:
+    """The exact noise prediction eps = -sigma_k grad log p_k(a_k) for actions a_0 uniform on
+    [-1, 1]^d, noised to a_k = sqrt(alpha_bar_k) a_0 + sigma_k eps (sigma_k^2 = 1 - alpha_bar_k).
+
+    Per coordinate, with r = sqrt(alpha_bar_k) and u+- = (|a_k| +- r) / sigma_k,
+    p_k(a_k) is proportional to Phi(-u-) - Phi(-u+), and
+
+        eps = sign(a_k) phi(u-) (1 - exp(-2 r |a_k| / sigma_k^2)) / (Phi(-u-) - Phi(-u+)),
+
+    computed from log Phi, so it stays finite far outside the box. ``alpha_bar`` broadcasts
+    against ``noisy_actions`` (B, d), for example as (B, 1).
+    """
+    r = jnp.sqrt(alpha_bar)
+    sigma = jnp.sqrt(1.0 - alpha_bar)
+    x = jnp.abs(noisy_actions)
+    u_minus = (x - r) / sigma
+    u_plus = (x + r) / sigma
+    log_tail_minus = jax.scipy.special.log_ndtr(-u_minus)
+    log_tail_plus = jax.scipy.special.log_ndtr(-u_plus)
+    # log(Phi(-u-) - Phi(-u+)): the log of the mass between the two tails, with x >= 0.
+    log_mass = log_tail_minus + jnp.log(-jnp.expm1(log_tail_plus - log_tail_minus))
+    log_density = -0.5 * u_minus**2 - 0.5 * jnp.log(2.0 * jnp.pi)
+    shrink = -jnp.expm1(-2.0 * r * x / sigma**2)
+    return jnp.sign(noisy_actions) * jnp.exp(log_density - log_mass) * shrink

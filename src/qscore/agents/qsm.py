@@ -9,7 +9,9 @@ One update, for a batch (s, a, r, s', terminated) from replay:
 
 * actor (the QSM step): k ~ U{0..T-1}, eps ~ N(0, I), a_k = sqrt(alpha_bar_k) a +
   sqrt(1 - alpha_bar_k) eps; g = mean_j grad_a Q_phi_j(s, a_k) (no gradient into the
-  critics); minimise || eps_theta(s, a_k, k) - (-alpha g) ||^2 over theta only;
+  critics); minimise || eps_theta(s, a_k, k) - (-alpha g) ||^2 over theta only (with
+  ``action_prior`` = ``uniform``, the target also holds the noise prediction of uniform
+  actions at a_k);
 * (optional, ``target_action_spread``) the temperature lambda of the normalized targets
   takes one step towards the spread s*: measure the spread of the policy's chain samples
   at a few batch states and move log lambda by -lr (log spread - log s*);
@@ -41,7 +43,13 @@ from qscore.agents.common import (
     scan_updates,
 )
 from qscore.config import QSMConfig
-from qscore.diffusion import Schedule, make_schedule, noise_actions, sample_chain
+from qscore.diffusion import (
+    Schedule,
+    make_schedule,
+    noise_actions,
+    sample_chain,
+    uniform_prior_eps,
+)
 from qscore.networks import ScoreNet
 from qscore.replay import Batch
 
@@ -302,7 +310,8 @@ def qsm_actor_loss(
 
     g is the critics' action-gradient at the noised replay action, held fixed
     (stop-gradient), so only theta receives gradient; eps* is :func:`q_score_target`
-    (-alpha g in the paper; ``temperature`` is lambda of the normalized targets).
+    (-alpha g in the paper; ``temperature`` is lambda of the normalized targets), plus the
+    noise prediction of uniform actions at a_k with ``action_prior`` = ``uniform``.
     ``critic_params`` are the online or the target critics.
     """
     step_key, noise_key = jax.random.split(key)
@@ -311,8 +320,11 @@ def qsm_actor_loss(
     noise = jax.random.normal(noise_key, batch.action.shape)
     noisy_action = noise_actions(schedule, batch.action, steps[:, 0], noise)
     g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, noisy_action))
-    sigma = jnp.sqrt(1.0 - schedule.alpha_bars[steps])
+    alpha_bar = schedule.alpha_bars[steps]
+    sigma = jnp.sqrt(1.0 - alpha_bar)
     target_eps = q_score_target(config, g, sigma, noise, temperature)
+    if config.action_prior == "uniform":
+        target_eps = target_eps + uniform_prior_eps(noisy_action, alpha_bar)
     eps = score_net(config, action_dim).apply(
         {"params": actor_params}, batch.obs, noisy_action, steps
     )
