@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from qscore.agents.qsm import q_score_target, schedule_of
 from qscore.config import QSMConfig
-from qscore.diffusion import noise_actions, sample_chain
+from qscore.diffusion import noise_actions, sample_chain, uniform_prior_eps
 
 BEST = jnp.asarray([0.3, -0.5])
 """a*: the maximiser of the analytic critic, inside [-1, 1]^2."""
@@ -32,6 +32,9 @@ TARGETS = {
     "normalized lambda=0.3": {"q_score_target": "normalized", "q_score_temperature": 0.3},
     "normalized lambda=1": {"q_score_target": "normalized", "q_score_temperature": 1.0},
 }
+PRIOR = {"action_prior": "uniform"}
+TARGETS.update({f"{name} + prior": {**TARGETS[name], **PRIOR} for name in list(TARGETS)})
+"""Every target also with the uniform action prior's noise prediction added."""
 SCHEDULES = {
     "vp T=5": {"beta_schedule": "vp", "num_diffusion_steps": 5},
     "vp T=20": {"beta_schedule": "vp", "num_diffusion_steps": 20},
@@ -69,10 +72,15 @@ def chain_samples(config: QSMConfig, curvature: float, num: int, seed: int) -> j
 
     def perfect_denoiser(actions: jax.Array, steps: jax.Array) -> jax.Array:
         g = q_score(actions, curvature)
-        sigma = jnp.sqrt(1.0 - schedule.alpha_bars[steps[0, 0]])
+        alpha_bar = schedule.alpha_bars[steps[0, 0]]
+        sigma = jnp.sqrt(1.0 - alpha_bar)
         if config.q_score_target == "normalized":  # the batch statistic of training
-            return -sigma * g / (config.q_score_temperature * scale)
-        return q_score_target(config, g, sigma, jnp.zeros_like(actions))
+            eps = -sigma * g / (config.q_score_temperature * scale)
+        else:
+            eps = q_score_target(config, g, sigma, jnp.zeros_like(actions))
+        if config.action_prior == "uniform":
+            eps = eps + uniform_prior_eps(actions, alpha_bar)
+        return eps
 
     return sample_chain(perfect_denoiser, schedule, jax.random.PRNGKey(seed), (num, 2))
 
@@ -91,7 +99,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4096)
     args = parser.parse_args()
     results = []
-    print(f"{'target':24s}{'schedule':14s}{'h':>6s}{'|a - a*|':>10s}{'spread':>8s}{'bound':>8s}")
+    print(f"{'target':32s}{'schedule':14s}{'h':>6s}{'|a - a*|':>10s}{'spread':>8s}{'bound':>8s}")
     for target_name, target in TARGETS.items():
         for schedule_name, schedule in SCHEDULES.items():
             for curvature in (1.0, 10.0):
@@ -101,7 +109,7 @@ def main() -> None:
                     {"target": target_name, "schedule": schedule_name, "h": curvature, **row}
                 )
                 print(
-                    f"{target_name:24s}{schedule_name:14s}{curvature:6.0f}"
+                    f"{target_name:32s}{schedule_name:14s}{curvature:6.0f}"
                     f"{row['distance_to_best']:10.3f}{row['spread']:8.3f}{row['at_bound']:8.2f}"
                 )
     if args.json:
