@@ -78,6 +78,8 @@ def test_learner_speed_update_against_bound(tiny_config):
     learner_speed = load_script("learner_speed")
     _, figures = learner_speed.update_against_bound(5, 2, repeats=1, config=tiny_config)
     assert all(math.isfinite(value) and value > 0 for value in figures.values())
+    ratio = figures["update_ms"] / figures["flop_bound_ms"]
+    assert math.isclose(figures["update_vs_bound"], ratio)
 
 
 def test_update_ablations_remove_what_they_name(monkeypatch, tiny_config):

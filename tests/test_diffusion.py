@@ -112,7 +112,7 @@ def _chain_with_tilt(temperature, prior):
 
     def denoise(actions, steps):
         alpha_bar = schedule.alpha_bars[steps[0, 0]]
-        eps = -jnp.sqrt(1 - alpha_bar) * g / (temperature * 0.75) + 0 * actions
+        eps = jnp.broadcast_to(-jnp.sqrt(1 - alpha_bar) * g / (temperature * 0.75), actions.shape)
         return eps + uniform_prior_eps(actions, alpha_bar) if prior else eps
 
     return np.asarray(sample_chain(denoise, schedule, jax.random.PRNGKey(1), (4000, 2)))

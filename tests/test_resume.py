@@ -11,7 +11,6 @@ from pathlib import Path
 
 import gymnasium as gym
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import serialization
@@ -240,16 +239,16 @@ def test_unsupported_observations_are_refused(capsys, tmp_path, env_id, message)
 
 
 def test_checkpoints_without_later_fields_load_with_their_initial_values(tiny_config):
-    # A QSM checkpoint written before log_temperature existed: the field is filled with the
+    # A QSM checkpoint written before the temperature field existed: the field is filled with the
     # config's fixed lambda, and every stored array is restored as written.
     config = dataclasses.replace(tiny_config, q_score_target="normalized", q_score_temperature=0.6)
     agent, _ = update(create_qsm(config, OBS_DIM, ACTION_DIM, seed=0), random_batches(2, 16))
     state = serialization.to_state_dict(jax.device_get(agent))
-    del state["log_temperature"]
+    del state["temperature"]
     old = serialization.msgpack_serialize(state)
     template = create_qsm(config, OBS_DIM, ACTION_DIM, seed=1)
     restored = agent_from_bytes(old, template)
-    np.testing.assert_allclose(float(jnp.exp(restored.log_temperature)), 0.6, rtol=1e-6)
+    np.testing.assert_allclose(float(restored.temperature), 0.6, rtol=1e-6)
     assert leaves_equal(restored.actor_params, agent.actor_params)
     assert leaves_equal(restored.critic_params, agent.critic_params)
     assert int(restored.num_updates) == 2

@@ -216,7 +216,7 @@ def test_temperature_is_fixed_without_a_target_spread(tiny_config):
     config = dataclasses.replace(tiny_config, q_score_target="normalized", q_score_temperature=0.6)
     agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
     new, metrics = update(agent, random_batches(3, 16))
-    assert float(new.log_temperature) == float(agent.log_temperature)
+    assert float(new.temperature) == float(agent.temperature) == np.float32(0.6)
     np.testing.assert_allclose(float(metrics["q_score_temperature"]), 0.6, rtol=1e-6)
     assert "tuning_spread" not in metrics
 
@@ -229,13 +229,13 @@ def test_temperature_steps_towards_the_target_spread(tiny_config):
     spread = float(metrics["tuning_spread"])
     assert spread > 0.3
     expected = np.log(0.6) - 0.5 * (np.log(spread) - np.log(0.1))
-    np.testing.assert_allclose(float(new.log_temperature), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.log(float(new.temperature)), expected, rtol=1e-5)
     np.testing.assert_allclose(float(metrics["q_score_temperature"]), np.exp(expected), rtol=1e-5)
     # A wider target than the measured spread raises lambda instead.
     wider, _ = update(
         create_qsm(_tuned(tiny_config, 0.99), OBS_DIM, ACTION_DIM, 0), random_batches(1, 16)
     )
-    assert float(wider.log_temperature) > np.log(0.6)
+    assert float(wider.temperature) > 0.6
 
 
 def test_tuned_temperature_drives_the_target_and_stays_in_bounds(tiny_config):
@@ -251,8 +251,8 @@ def test_tuned_temperature_drives_the_target_and_stays_in_bounds(tiny_config):
     # The actor's next target uses the tuned lambda: eps* shrinks as lambda grows.
     g = np.random.default_rng(5).normal(size=(8, ACTION_DIM)).astype(np.float32)
     sigma, noise = jnp.ones((8, 1)), jnp.zeros_like(g)
-    at_start = q_score_target(config, g, sigma, noise, jnp.exp(agent.log_temperature))
-    tuned = q_score_target(config, g, sigma, noise, jnp.exp(new.log_temperature))
+    at_start = q_score_target(config, g, sigma, noise, agent.temperature)
+    tuned = q_score_target(config, g, sigma, noise, new.temperature)
     np.testing.assert_allclose(np.asarray(tuned) * 2.0, np.asarray(at_start) * 0.6, rtol=1e-5)
 
 

@@ -49,7 +49,7 @@ def agent_bytes(agent: Any) -> bytes:
 def agent_from_bytes(data: bytes, template: Agent) -> Agent:
     """Restore an agent's arrays into the structure (and static config) of ``template``.
 
-    Agent fields that an older qscore did not write (such as QSM's ``log_temperature``)
+    Agent fields that an older qscore did not write (such as QSM's ``temperature``)
     keep the template's initial value, which is what those versions used throughout.
     """
     state = serialization.msgpack_restore(data)

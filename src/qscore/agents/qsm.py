@@ -73,9 +73,9 @@ class QSMAgent(struct.PyTreeNode):
     num_updates: jax.Array
     reward_scale: jax.Array
     """Divisor of the rewards the critics learn from (1 unless ``normalize_rewards``)."""
-    log_temperature: jax.Array
-    """log lambda, the temperature of the normalized targets (fixed at
-    ``q_score_temperature`` unless ``target_action_spread`` tunes it)."""
+    temperature: jax.Array
+    """lambda, the temperature of the normalized targets (fixed at ``q_score_temperature``
+    unless ``target_action_spread`` tunes it)."""
     config: QSMConfig = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
 
@@ -146,7 +146,7 @@ def create_qsm(config: QSMConfig, obs_dim: int, action_dim: int, seed: int) -> Q
         rng=rng,
         num_updates=jnp.zeros((), jnp.int32),
         reward_scale=jnp.ones((), jnp.float32),
-        log_temperature=jnp.log(jnp.asarray(config.q_score_temperature, jnp.float32)),
+        temperature=jnp.asarray(config.q_score_temperature, jnp.float32),
         config=config,
         action_dim=action_dim,
     )
@@ -358,7 +358,7 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
             agent.schedule,
             batch,
             key,
-            jnp.exp(agent.log_temperature) if config.target_action_spread is not None else None,
+            agent.temperature,
         )
 
     params, opt_state, metrics, grad_norm = gradient_step(
@@ -403,16 +403,17 @@ def action_spread(per_state: jax.Array) -> jax.Array:
 
 
 def tune_temperature(agent: QSMAgent, spread: jax.Array) -> QSMAgent:
-    """One step of log lambda towards the spread s* (``target_action_spread``): lower while
-    the measured ``spread`` is wider than s*, higher while narrower, within the bounds."""
+    """One step of lambda towards the spread s* (``target_action_spread``), in log space:
+    log lambda moves by -lr log(spread / s*), so lambda falls while the measured ``spread``
+    is wider than s* and rises while it is narrower, within the bounds."""
     config = agent.config
     error = jnp.log(jnp.maximum(spread, 1e-3)) - jnp.log(config.target_action_spread)
-    log_temperature = jnp.clip(
-        agent.log_temperature - config.temperature_lr * error,
-        jnp.log(config.min_q_score_temperature),
-        jnp.log(config.max_q_score_temperature),
+    temperature = jnp.clip(
+        agent.temperature * jnp.exp(-config.temperature_lr * error),
+        config.min_q_score_temperature,
+        config.max_q_score_temperature,
     )
-    return agent.replace(log_temperature=log_temperature)
+    return agent.replace(temperature=temperature)
 
 
 def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
@@ -437,11 +438,10 @@ def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
     actor_lr = lr(agent.num_updates) if callable(lr) else jnp.asarray(lr)
     agent = agent.replace(rng=rng, num_updates=agent.num_updates + 1)
     metrics = {**actor_metrics, **critic_metrics, "actor_lr": actor_lr}
-    temperature = jnp.exp(agent.log_temperature)
     return agent, {
         **metrics,
         "reward_scale": agent.reward_scale,
-        "q_score_temperature": temperature,
+        "q_score_temperature": agent.temperature,
     }
 
 
