@@ -29,7 +29,10 @@ TARGETS = {
     "scaled alpha=10": {"q_score_target": "scaled", "q_score_scale": 10.0},
     "scaled alpha=50": {"q_score_target": "scaled", "q_score_scale": 50.0},
     "normalized lambda=0.1": {"q_score_target": "normalized", "q_score_temperature": 0.1},
+    "normalized lambda=0.15": {"q_score_target": "normalized", "q_score_temperature": 0.15},
+    "normalized lambda=0.2": {"q_score_target": "normalized", "q_score_temperature": 0.2},
     "normalized lambda=0.3": {"q_score_target": "normalized", "q_score_temperature": 0.3},
+    "normalized lambda=0.6": {"q_score_target": "normalized", "q_score_temperature": 0.6},
     "normalized lambda=1": {"q_score_target": "normalized", "q_score_temperature": 1.0},
 }
 PRIOR = {"action_prior": "uniform"}
@@ -37,6 +40,7 @@ TARGETS.update({f"{name} + prior": {**TARGETS[name], **PRIOR} for name in list(T
 """Every target also with the uniform action prior's noise prediction added."""
 SCHEDULES = {
     "vp T=5": {"beta_schedule": "vp", "num_diffusion_steps": 5},
+    "vp T=10": {"beta_schedule": "vp", "num_diffusion_steps": 10},
     "vp T=20": {"beta_schedule": "vp", "num_diffusion_steps": 20},
     "cosine T=5": {"beta_schedule": "cosine", "num_diffusion_steps": 5},
     "cosine T=10": {"beta_schedule": "cosine", "num_diffusion_steps": 10},
@@ -105,6 +109,7 @@ def main() -> None:
             for curvature in (1.0, 10.0):
                 config = dataclasses.replace(QSMConfig(), **target, **schedule)
                 row = summarize(chain_samples(config, curvature, args.samples, seed=0))
+                jax.clear_caches()  # every row compiles anew; keep the process's code memory flat
                 results.append(
                     {"target": target_name, "schedule": schedule_name, "h": curvature, **row}
                 )

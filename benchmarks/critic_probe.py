@@ -19,13 +19,10 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from qscore.agents.common import q_values
 from qscore.agents.qsm import sample_policy
-from qscore.checkpoint import latest_checkpoint, restore_agent
-from qscore.config import RunConfig
-from qscore.envs import make_env, space_dims
+from qscore.checkpoint import restore_newest_with_replay
 
 RAY = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Points c of the ray c * a / max|a| (1: on the bound of the box)."""
@@ -34,17 +31,11 @@ RAY = (0.0, 0.25, 0.5, 0.75, 1.0)
 def probe(run_dir: Path, num_states: int) -> dict:
     """The figures of one run (see the module docstring), from its newest checkpoint and
     ``num_states`` states spread over the newest 8 * ``num_states`` rows of its replay."""
-    config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    config, agent, step, replay = restore_newest_with_replay(run_dir)
     if config.algo != "qsm":
         raise ValueError(f"{run_dir} is a {config.algo} run; the probe needs a qsm run")
-    env = make_env(config.train.env_id)
-    obs_dim, action_dim = space_dims(env)
-    env.close()
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None or not (checkpoint / "replay.npz").is_file():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint with a replay")
-    agent, step = restore_agent(config, obs_dim, action_dim, checkpoint)
-    replay_obs = np.load(checkpoint / "replay.npz")["obs"]
+    action_dim = agent.action_dim
+    replay_obs = replay["obs"]
     stride = max(1, len(replay_obs) // (8 * num_states))
     obs = jnp.asarray(replay_obs[::-stride][:num_states])
     actions = sample_policy(

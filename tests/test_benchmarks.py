@@ -53,7 +53,7 @@ def test_learner_speed_matmul_layouts():
     assert all(math.isfinite(value) and value > 0 for value in layouts.values())
 
 
-def test_critic_probe_on_a_trained_run(tmp_path):
+def test_critic_probe_and_policy_spread_on_trained_runs(tmp_path):
     run = tmp_path / "run"
     tiny = ["--actor-hidden", "16,16", "--critic-hidden", "16,16", "--time-features", "8"]
     tiny += ["--time-hidden", "8,8", "--batch-size", "16", "--no-progress"]
@@ -72,6 +72,23 @@ def test_critic_probe_on_a_trained_run(tmp_path):
     assert main(["train", *sac_flags]) == 0
     with pytest.raises(ValueError, match="is a sac run; the probe needs a qsm run"):
         critic_probe.probe(sac_run, num_states=20)
+
+    policy_spread = load_script("policy_spread")
+    qsm_figures = policy_spread.measure(run, num_states=20, num_samples=4)
+    sac_figures = policy_spread.measure(sac_run, num_states=20, num_samples=4)
+    for figures in (qsm_figures, sac_figures):
+        assert figures["states"] == 20 and figures["step"] == 300
+        assert 0.0 < figures["action_spread"] <= 1.0
+        assert 0.0 <= figures["action_at_bound"] <= 1.0
+    ratios = list(qsm_figures["q_score_scale_quantiles"].values())
+    assert ratios == sorted(ratios) and ratios[0] > 0.0
+    bins = qsm_figures["at_bound_by_q_score_scale"].values()
+    assert math.isclose(sum(b["states"] for b in bins), 1.0, rel_tol=1e-6)
+    assert "q_score_scale_quantiles" not in sac_figures
+    for replay in sac_run.glob("checkpoints/*/replay.npz"):
+        replay.unlink()
+    with pytest.raises(FileNotFoundError, match="has no checkpoint with a replay"):
+        policy_spread.measure(sac_run, num_states=20, num_samples=4)
 
 
 def test_learner_speed_update_against_bound(tiny_config):

@@ -82,8 +82,9 @@ def test_critic_loss_sums_over_the_ensemble(tiny_config):
         {"q_score_target": "normalized"},
         {"q_score_target": "normalized_per_state"},
         {"q_score_target": "normalized", "denoise_replay_actions": True},
+        {"q_score_target": "normalized", "q_score_actions": "policy"},
     ],
-    ids=["paper", "normalized", "per_state", "denoising"],
+    ids=["paper", "normalized", "per_state", "denoising", "policy_actions"],
 )
 def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config, variant):
     """One-state bandit: fit the critics to Q(a) = -|a - a*|^2, freeze them, train the actor."""

@@ -281,6 +281,22 @@ def test_action_prior_teaches_the_denoiser_to_contract_its_noise(tiny_config, pr
         assert float(metrics["action_at_bound"]) > 0.5
 
 
+@pytest.mark.parametrize("actions", ["replay", "policy"])
+def test_q_score_actions_choose_what_the_actor_loss_noises(tiny_config, actions):
+    # The paper's actor loss depends on the batch's replay actions; with actions = policy it
+    # noises fresh chain samples at the batch's states, so the replay actions do not matter.
+    config = dataclasses.replace(tiny_config, q_score_actions=actions)
+    agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
+    batch = random_batch(32)
+    moved = batch._replace(action=-batch.action)
+    key = jax.random.PRNGKey(3)
+    first, _ = update_actor(agent, batch, key)
+    second, _ = update_actor(agent, moved, key)
+    same = leaves_equal(first.actor_params, second.actor_params)
+    assert same == (actions == "policy")
+    assert not leaves_equal(first.actor_params, agent.actor_params)
+
+
 def test_reward_normalization_fixes_the_scale_at_the_first_update(tiny_config):
     config = dataclasses.replace(tiny_config, normalize_rewards=True)
     batches = random_batches(3, 16)

@@ -156,3 +156,27 @@ def load_run_checkpoint(
         with np.load(checkpoint / REPLAY_FILE) as data:
             replay = {name: data[name] for name in data.files}
     return agent, loop, replay
+
+
+def restore_newest_with_replay(
+    run_dir: str | Path, fields: tuple[str, ...] = ("obs",)
+) -> tuple[RunConfig, Any, int, dict[str, np.ndarray]]:
+    """The resolved config, agent and step of a single-seed run's newest checkpoint, and the
+    ``fields`` (``obs``, ``action``, ...) of the replay buffer saved with it (for probes of
+    a trained run).
+
+    Raises FileNotFoundError when the newest checkpoint kept no replay buffer."""
+    from qscore.envs import make_env, space_dims
+
+    run_dir = Path(run_dir)
+    config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    env = make_env(config.train.env_id)
+    obs_dim, action_dim = space_dims(env)
+    env.close()
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None or not (checkpoint / REPLAY_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint with a replay")
+    agent, step = restore_agent(config, obs_dim, action_dim, checkpoint)
+    with np.load(checkpoint / REPLAY_FILE) as replay:
+        arrays = {name: replay[name] for name in fields}
+    return config, agent, step, arrays

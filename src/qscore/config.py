@@ -18,6 +18,7 @@ from typing import Any
 BETA_SCHEDULES = ("vp", "cosine", "linear")
 Q_SCORE_TARGETS = ("scaled", "normalized", "normalized_per_state")
 ACTION_PRIORS = ("none", "uniform")
+Q_SCORE_ACTIONS = ("replay", "policy")
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,11 @@ class QSMConfig:
     the noise level of a_k (:func:`qscore.diffusion.uniform_prior_eps`): the score of the
     action box, so that the chain contracts its start noise and the policy is the box tilted
     by Q rather than a Q ascent from noise amplified into the bounds. ``none``: the paper."""
+    q_score_actions: str = "replay"
+    """Actions that the actor loss noises to a_k and takes g at: ``replay`` (the paper: the
+    batch's replay actions) or ``policy`` (fresh chain samples of the present policy at the
+    batch's states, without gradient), so the denoiser is fitted where its own chain goes
+    rather than where past policies acted; costs one more reverse chain per update."""
     q_score_from_target_critics: bool = False
     """Take g from the Polyak target critics instead of the online critics."""
     denoise_replay_actions: bool = False
@@ -380,6 +386,11 @@ def validate(config: RunConfig) -> RunConfig:
         _require(
             a.action_prior in ACTION_PRIORS,
             f"action_prior must be one of {', '.join(ACTION_PRIORS)}, got {a.action_prior!r}",
+        )
+        _require(
+            a.q_score_actions in Q_SCORE_ACTIONS,
+            f"q_score_actions must be one of {', '.join(Q_SCORE_ACTIONS)},"
+            f" got {a.q_score_actions!r}",
         )
         _require(a.q_score_temperature > 0, "q_score_temperature (lambda) must be > 0")
         if a.target_action_spread is not None:

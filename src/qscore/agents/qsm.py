@@ -11,7 +11,8 @@ One update, for a batch (s, a, r, s', terminated) from replay:
   sqrt(1 - alpha_bar_k) eps; g = mean_j grad_a Q_phi_j(s, a_k) (no gradient into the
   critics); minimise || eps_theta(s, a_k, k) - (-alpha g) ||^2 over theta only (with
   ``action_prior`` = ``uniform``, the target also holds the noise prediction of uniform
-  actions at a_k);
+  actions at a_k; with ``q_score_actions`` = ``policy``, a is a fresh chain sample at s
+  instead of the replay action);
 * (optional, ``target_action_spread``) the temperature lambda of the normalized targets
   takes one step towards the spread s*: measure the spread of the policy's chain samples
   at a few batch states and move log lambda by -lr (log spread - log s*);
@@ -341,13 +342,26 @@ def qsm_actor_loss(
     return loss, metrics
 
 
+def policy_actions(agent: QSMAgent, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """One chain sample a ~ pi_theta(. | s) per row of ``obs``, without exploration noise and
+    without gradient: the actions the actor loss noises under ``q_score_actions`` = ``policy``."""
+    actions = sample_policy(
+        agent.config, agent.action_dim, agent.actor_params, agent.schedule, obs, key
+    )
+    return jax.lax.stop_gradient(actions)
+
+
 def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgent, Metrics]:
-    """One Adam step of the denoiser on the QSM loss."""
+    """One Adam step of the denoiser on the QSM loss (at the replay actions of ``batch``, or
+    at fresh chain samples under ``q_score_actions`` = ``policy``)."""
     config = agent.config
 
     critic_params = (
         agent.target_critic_params if config.q_score_from_target_critics else agent.critic_params
     )
+    if config.q_score_actions == "policy":
+        key, chain_key = jax.random.split(key)
+        batch = batch._replace(action=policy_actions(agent, batch.obs, chain_key))
 
     def loss_fn(actor_params: Params) -> tuple[jax.Array, Metrics]:
         return qsm_actor_loss(
