@@ -98,13 +98,19 @@ def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config,
         q = q_values(config, params, obs, actions)
         return ((q + ((actions - best) ** 2).sum(-1)) ** 2).mean()
 
-    params, opt = agent.critic_params, optax.adam(3e-3)
-    opt_state = opt.init(params)
-    for _ in range(600):
-        key, sub = jax.random.split(key)
+    opt = optax.adam(3e-3)
+
+    def fit_step(carry, sub):
+        params, opt_state = carry
         grads = jax.grad(fit_loss)(params, jax.random.uniform(sub, (256, ACTION_DIM), minval=-1))
         updates, opt_state = opt.update(grads, opt_state)
-        params = optax.apply_updates(params, updates)
+        return (optax.apply_updates(params, updates), opt_state), None
+
+    key, fit_key = jax.random.split(key)
+    carry = (agent.critic_params, opt.init(agent.critic_params))
+    (params, _), _ = jax.jit(lambda c, k: jax.lax.scan(fit_step, c, k))(
+        carry, jax.random.split(fit_key, 600)
+    )
     agent = agent.replace(critic_params=params)
 
     def distances(agent, key):
@@ -116,13 +122,17 @@ def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config,
         )
 
     before, before_of_mean = distances(agent, jax.random.PRNGKey(1))
-    step = jax.jit(update_actor)
     obs_rows, zeros = jnp.zeros((128, 1)), jnp.zeros(128)
-    for _ in range(400):
-        key, data_key, update_key = jax.random.split(key, 3)
+
+    def actor_step(agent, step_key):
+        data_key, update_key = jax.random.split(step_key)
         replay = jax.random.uniform(data_key, (128, ACTION_DIM), minval=-1)
         batch = Batch(obs_rows, replay, zeros, obs_rows, zeros)
-        agent, _ = step(agent, batch, update_key)
+        return update_actor(agent, batch, update_key)[0], None
+
+    agent, _ = jax.jit(lambda a, k: jax.lax.scan(actor_step, a, k))(
+        agent, jax.random.split(key, 400)
+    )
     after, after_of_mean = distances(agent, jax.random.PRNGKey(1))
     # The untrained chain spreads actions over the box, centred near 0 (|a*| = 0.72).
     assert before > 1.0 and before_of_mean > 0.6
