@@ -40,15 +40,18 @@ RATIO_EDGES = (0.0, 0.5, 1.0, 2.0, float("inf"))
 
 def policy_samples(algo: str, agent, obs: jax.Array, num_samples: int, key: jax.Array):
     """(B, num_samples, action_dim) actions of the policy without exploration noise."""
+    repeated = jnp.repeat(obs, num_samples, axis=0)
     if algo == "qsm":
-        return qsm.chain_samples_per_state(agent, obs, key, num_samples)
-    if algo == "sac":
-        repeated = jnp.repeat(obs, num_samples, axis=0)
+        actions = qsm.sample_policy(
+            agent.config, agent.action_dim, agent.actor_params, agent.schedule, repeated, key
+        )
+    elif algo == "sac":
         actions, _ = sac.sample_policy(
             agent.config, agent.action_dim, agent.actor_params, repeated, key
         )
-        return actions.reshape(obs.shape[0], num_samples, agent.action_dim)
-    raise ValueError(f"policy_spread measures qsm and sac runs, not {algo}")
+    else:
+        raise ValueError(f"policy_spread measures qsm and sac runs, not {algo}")
+    return actions.reshape(obs.shape[0], num_samples, agent.action_dim)
 
 
 def q_score_scale_ratios(agent, obs: jax.Array, actions: jax.Array, key: jax.Array) -> jax.Array:
@@ -82,12 +85,13 @@ def measure(run_dir: Path, num_states: int, num_samples: int) -> dict:
     obs = jnp.asarray(replay["obs"][rows])
     sample_key, noise_key = jax.random.split(jax.random.PRNGKey(0))
     samples = policy_samples(config.algo, agent, obs, num_samples, sample_key)
+    at_bound = np.asarray(jnp.abs(samples) > 1.0 - 1e-3)
     figures = {
         "algo": config.algo,
         "step": step,
         "states": int(obs.shape[0]),
         "action_spread": float(qsm.action_spread(samples)),
-        "action_at_bound": float((jnp.abs(samples) > 1.0 - 1e-3).mean()),
+        "action_at_bound": float(at_bound.mean()),
     }
     if config.algo == "qsm":
         ratios = np.asarray(
@@ -96,8 +100,7 @@ def measure(run_dir: Path, num_states: int, num_samples: int) -> dict:
         figures["q_score_scale_quantiles"] = {
             str(q): float(v) for q, v in zip(QUANTILES, np.quantile(ratios, QUANTILES), strict=True)
         }
-        at_bound = np.asarray((jnp.abs(samples) > 1.0 - 1e-3).mean(axis=(1, 2)))
-        figures["at_bound_by_q_score_scale"] = at_bound_by_ratio(ratios, at_bound)
+        figures["at_bound_by_q_score_scale"] = at_bound_by_ratio(ratios, at_bound.mean(axis=(1, 2)))
     return figures
 
 

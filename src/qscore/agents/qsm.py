@@ -342,15 +342,6 @@ def qsm_actor_loss(
     return loss, metrics
 
 
-def policy_actions(agent: QSMAgent, obs: jax.Array, key: jax.Array) -> jax.Array:
-    """One chain sample a ~ pi_theta(. | s) per row of ``obs``, without exploration noise and
-    without gradient: the actions the actor loss noises under ``q_score_actions`` = ``policy``."""
-    actions = sample_policy(
-        agent.config, agent.action_dim, agent.actor_params, agent.schedule, obs, key
-    )
-    return jax.lax.stop_gradient(actions)
-
-
 def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgent, Metrics]:
     """One Adam step of the denoiser on the QSM loss (at the replay actions of ``batch``, or
     at fresh chain samples under ``q_score_actions`` = ``policy``)."""
@@ -359,9 +350,12 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
     critic_params = (
         agent.target_critic_params if config.q_score_from_target_critics else agent.critic_params
     )
-    if config.q_score_actions == "policy":
+    if config.q_score_actions == "policy":  # drawn outside loss_fn: no gradient through the chain
         key, chain_key = jax.random.split(key)
-        batch = batch._replace(action=policy_actions(agent, batch.obs, chain_key))
+        actions = sample_policy(
+            config, agent.action_dim, agent.actor_params, agent.schedule, batch.obs, chain_key
+        )
+        batch = batch._replace(action=actions)
 
     def loss_fn(actor_params: Params) -> tuple[jax.Array, Metrics]:
         return qsm_actor_loss(
