@@ -40,17 +40,14 @@ RATIO_EDGES = (0.0, 0.5, 1.0, 2.0, float("inf"))
 
 def policy_samples(algo: str, agent, obs: jax.Array, num_samples: int, key: jax.Array):
     """(B, num_samples, action_dim) actions of the policy without exploration noise."""
-    repeated = jnp.repeat(obs, num_samples, axis=0)
     if algo == "qsm":
-        actions = qsm.sample_policy(
-            agent.config, agent.action_dim, agent.actor_params, agent.schedule, repeated, key
-        )
-    elif algo == "sac":
-        actions, _ = sac.sample_policy(
-            agent.config, agent.action_dim, agent.actor_params, repeated, key
-        )
-    else:
+        return qsm.chain_samples_per_state(agent, obs, key, num_samples)
+    if algo != "sac":
         raise ValueError(f"policy_spread measures qsm and sac runs, not {algo}")
+    repeated = jnp.repeat(obs, num_samples, axis=0)
+    actions, _ = sac.sample_policy(
+        agent.config, agent.action_dim, agent.actor_params, repeated, key
+    )
     return actions.reshape(obs.shape[0], num_samples, agent.action_dim)
 
 
