@@ -1,7 +1,10 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from qscore.envs import EnvError, make_env, space_dims
+from qscore.envs import EnvError, default_mujoco_gl, make_env, space_dims
 
 
 def test_unknown_env_suggests_close_ids():
@@ -27,3 +30,38 @@ def test_mujoco_v4_and_v5_run(env_id):
     obs, _ = env.reset(seed=0)
     obs, reward, *_ = env.step(np.zeros(env.action_space.shape, np.float32))
     assert obs.shape == (11,) and np.isfinite(reward)
+
+
+def test_default_mujoco_gl_needs_libegl_for_egl():
+    assert default_mujoco_gl("libEGL.so.1") == "egl"
+    assert default_mujoco_gl(None) == "disable"
+
+
+_NO_LIBEGL = """
+import ctypes.util, os
+import numpy as np
+os.environ.pop("MUJOCO_GL", None)
+ctypes.util.find_library = lambda name: None  # a machine without libEGL
+from qscore.envs import EnvError, make_env
+assert os.environ["MUJOCO_GL"] == "disable", os.environ["MUJOCO_GL"]
+env = make_env("Hopper-v4", seed=0)
+env.reset(seed=0)
+env.step(np.zeros(3, np.float32))
+for env_id in ("Hopper-v4", "dmc:cartpole-swingup"):
+    try:
+        make_env(env_id, render_mode="rgb_array")
+    except EnvError as error:
+        assert "libEGL" in str(error), error
+    else:
+        raise AssertionError(f"{env_id} rendered with rendering off")
+print("ok")
+"""
+
+
+def test_mujoco_tasks_train_without_libegl_and_refuse_to_render():
+    """Where libEGL is missing (many GPU servers), MuJoCo must still simulate; only rendering
+    is refused, with an error that says what to install."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_LIBEGL], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

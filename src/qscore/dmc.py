@@ -8,16 +8,13 @@ dependency (``pip install "qscore[dmc]"``) and is imported only when an env is m
 from __future__ import annotations
 
 import difflib
-import os
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-# Offscreen rendering without a display; must be set before mujoco is first imported.
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-from qscore.envs import EnvError  # noqa: E402
+# Imported first: it sets MUJOCO_GL before dm_control or mujoco is imported.
+from qscore.envs import EnvError, check_rendering
 
 DMC_PREFIX = "dmc:"
 _INSTALL_HINT = 'dm_control is not installed; run: pip install "qscore[dmc]"'
@@ -148,4 +145,6 @@ def make_dmc_env(
 ) -> DMCEnv:
     """The :class:`DMCEnv` for a ``dmc:DOMAIN-TASK`` id; EnvError for unknown ids."""
     domain, task = parse_dmc_id(env_id)
+    if render_mode:
+        check_rendering(env_id)
     return DMCEnv(domain, task, seed=seed, render_mode=render_mode, action_repeat=action_repeat)

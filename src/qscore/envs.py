@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import difflib
 import os
 from typing import Any
@@ -11,8 +12,20 @@ import numpy as np
 
 from qscore.bandit import register_bandits
 
-# Offscreen rendering without a display; must be set before mujoco is first imported.
-os.environ.setdefault("MUJOCO_GL", "egl")
+MUJOCO_GL_OFF = ("off", "disable", "disabled", "false", "0")
+"""Values of MUJOCO_GL that turn MuJoCo's rendering off (MuJoCo's and dm_control's spelling)."""
+
+
+def default_mujoco_gl(egl_library: str | None) -> str:
+    """MUJOCO_GL for a process whose user set none: ``egl`` (offscreen rendering, no display
+    needed) where libEGL is installed, else ``disable``. MuJoCo asked for EGL without libEGL
+    fails at import, and training renders nothing, so it must not need the library."""
+    return "egl" if egl_library else "disable"
+
+
+# Read by mujoco and dm_control when first imported, so it is set before either is.
+if "MUJOCO_GL" not in os.environ:
+    os.environ["MUJOCO_GL"] = default_mujoco_gl(ctypes.util.find_library("EGL"))
 register_bandits()  # qscore's own toy tasks (qscore/MultimodalBandit-v0, ...); idempotent
 
 
@@ -64,6 +77,17 @@ def check_spaces(env_id: str, env: gym.Env) -> None:
         )
 
 
+def check_rendering(env_id: str) -> None:
+    """Refuse to render a MuJoCo task when MuJoCo's rendering is off."""
+    if os.environ.get("MUJOCO_GL", "").strip().lower() in MUJOCO_GL_OFF:
+        raise EnvError(
+            f"cannot render {env_id}: MuJoCo rendering is off (MUJOCO_GL="
+            f"{os.environ['MUJOCO_GL']}). qscore turns it off when libEGL is not installed; "
+            "install it (Debian/Ubuntu: apt-get install libegl1) or set MUJOCO_GL to egl, "
+            "osmesa or glfw"
+        )
+
+
 class ActionRepeat(gym.Wrapper):
     """Repeat each action ``repeat`` times, summing rewards; stop early at an episode end."""
 
@@ -102,6 +126,8 @@ def make_env(
         return env
     if env_id not in gym.registry:
         raise EnvError(_unknown_env_message(env_id))
+    if render_mode and "mujoco" in str(gym.registry[env_id].entry_point):
+        check_rendering(env_id)
     kwargs = {"render_mode": render_mode} if render_mode else {}
     env = gym.make(env_id, **kwargs)
     check_spaces(env_id, env)
