@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from qscore.envs import EnvError, default_mujoco_gl, make_env, space_dims
+from qscore.envs import EnvError, make_env, space_dims
 
 
 def test_unknown_env_suggests_close_ids():
@@ -32,11 +32,6 @@ def test_mujoco_v4_and_v5_run(env_id):
     assert obs.shape == (11,) and np.isfinite(reward)
 
 
-def test_default_mujoco_gl_needs_libegl_for_egl():
-    assert default_mujoco_gl("libEGL.so.1") == "egl"
-    assert default_mujoco_gl(None) == "disable"
-
-
 _NO_LIBEGL = """
 import ctypes.util, os
 import numpy as np
@@ -54,6 +49,7 @@ for env_id in ("Hopper-v4", "dmc:cartpole-swingup"):
         assert "libEGL" in str(error), error
     else:
         raise AssertionError(f"{env_id} rendered with rendering off")
+make_env("Pendulum-v1", render_mode="rgb_array")  # not MuJoCo: still allowed
 print("ok")
 """
 

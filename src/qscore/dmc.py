@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 # Imported first: it sets MUJOCO_GL before dm_control or mujoco is imported.
-from qscore.envs import EnvError, check_rendering
+from qscore.envs import EnvError
 
 DMC_PREFIX = "dmc:"
 _INSTALL_HINT = 'dm_control is not installed; run: pip install "qscore[dmc]"'
@@ -145,6 +145,4 @@ def make_dmc_env(
 ) -> DMCEnv:
     """The :class:`DMCEnv` for a ``dmc:DOMAIN-TASK`` id; EnvError for unknown ids."""
     domain, task = parse_dmc_id(env_id)
-    if render_mode:
-        check_rendering(env_id)
     return DMCEnv(domain, task, seed=seed, render_mode=render_mode, action_repeat=action_repeat)

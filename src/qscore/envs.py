@@ -15,17 +15,12 @@ from qscore.bandit import register_bandits
 MUJOCO_GL_OFF = ("off", "disable", "disabled", "false", "0")
 """Values of MUJOCO_GL that turn MuJoCo's rendering off (MuJoCo's and dm_control's spelling)."""
 
-
-def default_mujoco_gl(egl_library: str | None) -> str:
-    """MUJOCO_GL for a process whose user set none: ``egl`` (offscreen rendering, no display
-    needed) where libEGL is installed, else ``disable``. MuJoCo asked for EGL without libEGL
-    fails at import, and training renders nothing, so it must not need the library."""
-    return "egl" if egl_library else "disable"
-
-
-# Read by mujoco and dm_control when first imported, so it is set before either is.
+# MuJoCo and dm_control read MUJOCO_GL when first imported, so it is set before either is.
+# Unless the user chose: EGL (offscreen, no display needed) where libEGL is installed, else
+# rendering off. MuJoCo asked for EGL without libEGL fails at import, and training renders
+# nothing, so it must not need the library.
 if "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = default_mujoco_gl(ctypes.util.find_library("EGL"))
+    os.environ["MUJOCO_GL"] = "egl" if ctypes.util.find_library("EGL") else "disable"
 register_bandits()  # qscore's own toy tasks (qscore/MultimodalBandit-v0, ...); idempotent
 
 
@@ -78,13 +73,19 @@ def check_spaces(env_id: str, env: gym.Env) -> None:
 
 
 def check_rendering(env_id: str) -> None:
-    """Refuse to render a MuJoCo task when MuJoCo's rendering is off."""
-    if os.environ.get("MUJOCO_GL", "").strip().lower() in MUJOCO_GL_OFF:
+    """Refuse to render a MuJoCo-based task (Gymnasium MuJoCo or dm_control) when MuJoCo's
+    rendering is off; other tasks render without MuJoCo."""
+    from qscore.dmc import DMC_PREFIX  # here: qscore.dmc imports EnvError from here
+
+    uses_mujoco = env_id.startswith(DMC_PREFIX) or (
+        env_id in gym.registry and "mujoco" in str(gym.registry[env_id].entry_point)
+    )
+    if uses_mujoco and os.environ.get("MUJOCO_GL", "").strip().lower() in MUJOCO_GL_OFF:
         raise EnvError(
             f"cannot render {env_id}: MuJoCo rendering is off (MUJOCO_GL="
-            f"{os.environ['MUJOCO_GL']}). qscore turns it off when libEGL is not installed; "
-            "install it (Debian/Ubuntu: apt-get install libegl1) or set MUJOCO_GL to egl, "
-            "osmesa or glfw"
+            f"{os.environ['MUJOCO_GL']}; qscore sets 'disable' where libEGL is not "
+            "installed). Install libEGL (Debian/Ubuntu: apt-get install libegl1) or set "
+            "MUJOCO_GL to egl, osmesa or glfw"
         )
 
 
@@ -118,6 +119,8 @@ def make_env(
     """
     from qscore.dmc import DMC_PREFIX, make_dmc_env  # here: qscore.dmc imports EnvError
 
+    if render_mode:
+        check_rendering(env_id)
     if env_id.startswith(DMC_PREFIX):
         env = make_dmc_env(env_id, seed, render_mode, action_repeat)
         check_spaces(env_id, env)
@@ -126,8 +129,6 @@ def make_env(
         return env
     if env_id not in gym.registry:
         raise EnvError(_unknown_env_message(env_id))
-    if render_mode and "mujoco" in str(gym.registry[env_id].entry_point):
-        check_rendering(env_id)
     kwargs = {"render_mode": render_mode} if render_mode else {}
     env = gym.make(env_id, **kwargs)
     check_spaces(env_id, env)
