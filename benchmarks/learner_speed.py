@@ -58,6 +58,7 @@ def random_batches(obs_dim: int, action_dim: int, batch_size: int, utd: int, see
         reward=jnp.asarray(rng.normal(size=shape), jnp.float32),
         next_obs=jnp.asarray(rng.normal(size=(*shape, obs_dim)), jnp.float32),
         terminated=jnp.zeros(shape, jnp.float32),
+        horizon=jnp.ones(shape, jnp.float32),
     )
 
 

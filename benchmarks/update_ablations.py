@@ -10,7 +10,11 @@ can explain:
   cost at all in the actor and the reverse chain);
 * ``no_adam_no_polyak``: plain SGD steps instead of Adam (no moment updates) and no Polyak
   averaging of the target critics (memory-bound work over every parameter);
-* ``bare``: both of the above.
+* ``bare``: both of the above;
+* ``per_step_denoiser``: not a removal but the code before 2026-12-04, for comparison: the
+  reverse chain calls the whole denoiser (time embedding, first layer on [a_k, s, e(k)])
+  at every step, instead of :func:`qscore.networks.chain_denoiser`, which computes the
+  terms of s and e(k) once per chain.
 
 Every variant runs in its own process (jit caches and XLA flags cannot leak between them),
 and the variants alternate over ``--rounds`` rounds so that all see the same drift of the
@@ -19,6 +23,7 @@ as ``learner_speed.py`` does. The script prints the median over rounds of the up
 and of update / FLOP bound per variant, and writes every figure with ``--json``.
 
 Usage: python benchmarks/update_ablations.py [--rounds 3] [--repeats 40] [--json PATH]
+       [--variants unchanged,per_step_denoiser]
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-VARIANTS = ("unchanged", "identity_activation", "no_adam_no_polyak", "bare")
+VARIANTS = ("unchanged", "identity_activation", "no_adam_no_polyak", "bare", "per_step_denoiser")
 
 
 def apply_variant(variant: str) -> None:
@@ -47,6 +52,12 @@ def apply_variant(variant: str) -> None:
         # create_qsm (qsm) builds the critics' optimiser state, critic_step (common) steps it.
         qsm.critic_optimizer = common.critic_optimizer = lambda config: optax.sgd(config.critic_lr)
         qsm.polyak = lambda online, target, tau: target
+    if variant == "per_step_denoiser":
+
+        def per_step(net, params, obs, num_steps):
+            return lambda noisy_action, step: net.apply({"params": params}, obs, noisy_action, step)
+
+        qsm.chain_denoiser = per_step
 
 
 def measure(variant: str, repeats: int) -> dict:
@@ -74,21 +85,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of variants")
     parser.add_argument("--repeats", type=int, default=40, help="timed updates per process")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + str(VARIANTS)
+    )
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, args.repeats)))
         return
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
 
     rounds: list[dict[str, dict]] = []
     for round_index in range(args.rounds):
-        figures = {variant: run_child(variant, args.repeats) for variant in VARIANTS}
+        figures = {variant: run_child(variant, args.repeats) for variant in variants}
         rounds.append(figures)
         for variant, by_task in figures.items():
             ratios = ", ".join(f"{t} {f['update_vs_bound']:.2f}" for t, f in by_task.items())
             print(f"round {round_index + 1} {variant:>20}: update / bound {ratios}", flush=True)
 
-    tasks = list(rounds[0][VARIANTS[0]])
+    tasks = list(rounds[0][variants[0]])
     summary = {
         variant: {
             task: {
@@ -97,7 +115,7 @@ def main() -> None:
             }
             for task in tasks
         }
-        for variant in VARIANTS
+        for variant in variants
     }
     print(f"\nmedian over {args.rounds} rounds: update ms (update / FLOP bound)")
     for variant, by_task in summary.items():

@@ -17,6 +17,7 @@ def random_batch(n: int, seed: int = 0, terminated: float = 0.0) -> Batch:
         reward=rng.normal(size=(n,)).astype(np.float32),
         next_obs=rng.normal(size=(n, OBS_DIM)).astype(np.float32),
         terminated=np.full((n,), terminated, np.float32),
+        horizon=np.ones((n,), np.float32),
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -97,6 +98,20 @@ def test_learner_speed_update_against_bound(tiny_config):
     assert all(math.isfinite(value) and value > 0 for value in figures.values())
     ratio = figures["update_ms"] / figures["flop_bound_ms"]
     assert math.isclose(figures["update_vs_bound"], ratio)
+
+
+def test_per_step_denoiser_variant_samples_the_same_chain(monkeypatch, tiny_config):
+    agent = create_qsm(tiny_config, obs_dim=5, action_dim=2, seed=0)
+    obs, key = jnp.ones((4, 5)), jax.random.PRNGKey(3)
+
+    def chain():
+        return qsm.sample_policy(tiny_config, 2, agent.actor_params, agent.schedule, obs, key)
+
+    split = chain()
+    monkeypatch.setattr(qsm, "chain_denoiser", qsm.chain_denoiser)
+    load_script("update_ablations").apply_variant("per_step_denoiser")
+    assert qsm.chain_denoiser is not networks.chain_denoiser
+    np.testing.assert_allclose(chain(), split, rtol=1e-5, atol=1e-5)
 
 
 def test_update_ablations_remove_what_they_name(monkeypatch, tiny_config):

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qscore.networks import CriticEnsemble, ScoreNet, mish
+from qscore.networks import CriticEnsemble, ScoreNet, chain_denoiser, mish
 
 
 def test_mish_matches_its_textbook_form_and_has_finite_gradients():
@@ -24,6 +24,19 @@ def test_score_net_shares_one_time_row_across_the_batch():
     np.testing.assert_allclose(shared, per_row, rtol=1e-6)
     other_step = net.apply(params, obs, action, jnp.full((1, 1), 1))
     assert not np.allclose(shared, other_step)  # the step index matters
+
+
+def test_chain_denoiser_is_the_score_net_at_every_step():
+    net = ScoreNet(action_dim=2, hidden=(16, 16, 16), time_features=8, time_hidden=(8, 8))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
+    action = jax.random.uniform(jax.random.PRNGKey(2), (5, 2), minval=-1)
+    params = net.init(jax.random.PRNGKey(0), obs, action, jnp.zeros((5, 1), jnp.int32))
+    denoise = chain_denoiser(net, params["params"], obs, num_steps=4)
+    for k in range(4):
+        step = jnp.full((1, 1), k)
+        np.testing.assert_allclose(
+            denoise(action, step), net.apply(params, obs, action, step), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_critic_ensemble_members_are_independent():

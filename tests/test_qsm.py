@@ -65,6 +65,10 @@ def test_td_target_bootstraps_unless_terminated(tiny_config):
     np.testing.assert_allclose(td_target(agent, alive, key), alive.reward + gamma * 3.0, rtol=1e-6)
     dead = random_batch(8, terminated=1.0)
     np.testing.assert_allclose(td_target(agent, dead, key), dead.reward, rtol=1e-6)
+    # An n-step sample bootstraps with gamma^m, m its number of steps.
+    longer = alive._replace(horizon=np.arange(1, 9, dtype=np.float32))
+    expected = longer.reward + gamma**longer.horizon * 3.0
+    np.testing.assert_allclose(td_target(agent, longer, key), expected, rtol=1e-6)
 
 
 def test_critic_loss_sums_over_the_ensemble(tiny_config):
@@ -127,7 +131,7 @@ def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config,
     def actor_step(agent, step_key):
         data_key, update_key = jax.random.split(step_key)
         replay = jax.random.uniform(data_key, (128, ACTION_DIM), minval=-1)
-        batch = Batch(obs_rows, replay, zeros, obs_rows, zeros)
+        batch = Batch(obs_rows, replay, zeros, obs_rows, zeros, zeros + 1)
         return update_actor(agent, batch, update_key)[0], None
 
     agent, _ = jax.jit(lambda a, k: jax.lax.scan(actor_step, a, k))(

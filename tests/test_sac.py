@@ -145,6 +145,9 @@ def test_td_target_is_soft_and_bootstraps_unless_terminated(config):
     _, next_log_prob = sample_policy(config, ACTION_DIM, agent.actor_params, alive.next_obs, key)
     expected = alive.reward + config.discount * (3.0 - 0.5 * np.asarray(next_log_prob))
     np.testing.assert_allclose(td_target(agent, alive, key), expected, rtol=1e-5)
+    two_steps = alive._replace(horizon=np.full(8, 2.0, np.float32))
+    expected = alive.reward + config.discount**2 * (3.0 - 0.5 * np.asarray(next_log_prob))
+    np.testing.assert_allclose(td_target(agent, two_steps, key), expected, rtol=1e-5)
     dead = random_batch(8, terminated=1.0)
     np.testing.assert_allclose(td_target(agent, dead, key), dead.reward, rtol=1e-6)
 

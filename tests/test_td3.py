@@ -99,6 +99,10 @@ def test_td_target_bootstraps_unless_terminated(config):
     )
     dead = random_batch(8, terminated=1.0)
     np.testing.assert_allclose(td_target(agent, dead, key), dead.reward, rtol=1e-6)
+    three_steps = alive._replace(horizon=np.full(8, 3.0, np.float32))
+    np.testing.assert_allclose(
+        td_target(agent, three_steps, key), alive.reward + config.discount**3 * 3.0, rtol=1e-6
+    )
 
 
 def test_actor_maximises_the_first_critic_only(config):

@@ -52,6 +52,7 @@ def test_only_termination_stops_bootstrapping(ends_by):
     np.testing.assert_array_equal(buffer.next_obs[:3, 0], [1, 2, 3])  # true final observation
     expected_flag = 1.0 if ends_by == "terminated" else 0.0
     np.testing.assert_array_equal(buffer.terminated[:3], [0.0, 0.0, expected_flag])
+    np.testing.assert_array_equal(buffer.episode_end[:3], [0.0, 0.0, 1.0])  # stops n-step sums
 
 
 def _tiny_run(**train):

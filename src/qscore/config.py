@@ -126,6 +126,9 @@ class QSMConfig:
     """Replay transitions per update."""
     utd: int = 1
     """Updates per environment step (update-to-data ratio), all in one compiled call."""
+    n_step: int = 1
+    """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
+    then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to sampled actions while collecting data."""
     target_noise: float = 0.1
@@ -162,6 +165,9 @@ class SACConfig:
     """Replay transitions per update."""
     utd: int = 1
     """Updates per environment step (update-to-data ratio), all in one compiled call."""
+    n_step: int = 1
+    """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
+    then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
     init_temperature: float = 1.0
     """[alpha_0] initial entropy temperature (log_alpha starts at its log)."""
     target_entropy: float | None = None
@@ -198,6 +204,9 @@ class TD3Config:
     """Replay transitions per update."""
     utd: int = 1
     """Updates per environment step (update-to-data ratio), all in one compiled call."""
+    n_step: int = 1
+    """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
+    then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to the policy's actions while collecting data."""
     target_noise: float = 0.2
@@ -437,6 +446,7 @@ def validate(config: RunConfig) -> RunConfig:
     _require(0 < a.tau <= 1, "tau must be in (0, 1]")
     _require(a.batch_size >= 1, "batch_size must be >= 1")
     _require(a.utd >= 1, "utd must be >= 1")
+    _require(a.n_step >= 1, "n_step must be >= 1")
     for name in ("exploration_noise", "target_noise", "target_noise_clip", "sampling_temperature"):
         if hasattr(a, name):
             _require(getattr(a, name) >= 0, f"{name} must be >= 0")

@@ -86,6 +86,43 @@ class ScoreNet(nn.Module):
         return MLP(self.hidden, self.action_dim, "mish")(x)
 
 
+def chain_denoiser(
+    net: ScoreNet, params: dict, obs: jax.Array, num_steps: int
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """eps_theta(s, ., k) for fixed observations ``obs``, for the T steps of a reverse chain.
+
+    The same function as ``net.apply({"params": params}, obs, a_k, k)`` (to float rounding),
+    with the work that does not depend on a_k done once per chain instead of at every step.
+    The trunk's first layer acts on [a_k, s, e(k)], so its kernel splits by rows into
+    W_a, W_s, W_e and its pre-activation is W_a a_k + (W_s s + b) + W_e e(k). The time
+    embeddings e(k) of all T steps and the term of s are computed here, once; each step then
+    multiplies only a_k (d columns) before the hidden layers. The returned function takes
+    noisy actions (B, d) and the step index as a (1, 1) array, as :data:`DenoiseFn`.
+    """
+    steps = jnp.arange(num_steps)[:, None]
+    features = FourierTimeFeatures(net.time_features).apply(
+        {"params": params["FourierTimeFeatures_0"]}, steps
+    )
+    time_mlp = MLP(net.time_hidden[:-1], net.time_hidden[-1], "mish")
+    embeddings = time_mlp.apply({"params": params["MLP_0"]}, features)
+    trunk = params["MLP_1"]
+    layers = [trunk[f"Dense_{i}"] for i in range(len(net.hidden) + 1)]
+    kernel = layers[0]["kernel"]
+    w_action = kernel[: net.action_dim]
+    w_obs = kernel[net.action_dim : net.action_dim + obs.shape[-1]]
+    w_time = kernel[net.action_dim + obs.shape[-1] :]
+    from_obs = obs @ w_obs + layers[0]["bias"]
+    from_time = embeddings @ w_time
+
+    def denoise(noisy_action: jax.Array, step: jax.Array) -> jax.Array:
+        x = mish(noisy_action @ w_action + from_obs + from_time[step[0, 0]])
+        for layer in layers[1:-1]:
+            x = mish(x @ layer["kernel"] + layer["bias"])
+        return x @ layers[-1]["kernel"] + layers[-1]["bias"]
+
+    return denoise
+
+
 class Critic(nn.Module):
     """One action-value network Q_phi(s, a) -> scalar."""
 

@@ -190,16 +190,18 @@ def _check_finite_env(obs: np.ndarray, reward: float, step: int, where: str = ""
 def collect_transition(
     env: Any, obs: np.ndarray, action: np.ndarray, buffer: ReplayBuffer
 ) -> tuple[np.ndarray, float, bool]:
-    """Step ``env`` and store (s, a, r, s', terminated).
+    """Step ``env`` and store (s, a, r, s', terminated, episode end).
 
     Only ``terminated`` stops bootstrapping: a time-limit ``truncated`` end is stored as not
-    terminated, with the true final observation as s'. Returns s', the reward and whether
+    terminated, with the true final observation as s' (and as an episode end, which stops
+    n-step returns). Returns s', the reward and whether
     the episode ended (the caller resets the env).
     """
     next_obs, reward, terminated, truncated, _ = env.step(action)
     next_obs = np.asarray(next_obs, np.float32)
-    buffer.add(obs, action, float(reward), next_obs, bool(terminated))
-    return next_obs, float(reward), bool(terminated or truncated)
+    ended = bool(terminated or truncated)
+    buffer.add(obs, action, float(reward), next_obs, bool(terminated), ended)
+    return next_obs, float(reward), ended
 
 
 def start_episode(env: Any, state: LoopState) -> np.ndarray:
@@ -514,7 +516,12 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
 
                 if step > tc.warmup_steps:
                     batches = _stacked_batches(
-                        [run.buffer.sample(run.host_rng, (ac.utd, ac.batch_size)) for run in runs]
+                        [
+                            run.buffer.sample(
+                                run.host_rng, (ac.utd, ac.batch_size), ac.n_step, ac.discount
+                            )
+                            for run in runs
+                        ]
                     )
                     agents, metrics = _update_seeds(algorithm.update, agents, batches)
 

@@ -40,14 +40,19 @@ def q_values(config: Any, critic_params: Params, obs: jax.Array, action: jax.Arr
 
 
 def bootstrap_target(
-    reward: jax.Array, terminated: jax.Array, discount: float, next_value: jax.Array
+    reward: jax.Array,
+    terminated: jax.Array,
+    discount: float,
+    next_value: jax.Array,
+    horizon: jax.Array | float = 1.0,
 ) -> jax.Array:
-    """y = r + gamma (1 - terminated) V(s'), for a batch (shapes (B,)).
+    """y = r + gamma^m (1 - terminated) V(s'), for a batch (shapes (B,)).
 
-    Only termination stops bootstrapping; time-limit truncations are stored as not
-    terminated (see :mod:`qscore.replay`).
+    m (``horizon``) is the number of steps from s to s' (1, or up to n for n-step returns,
+    whose ``reward`` is then the discounted sum). Only termination stops bootstrapping;
+    time-limit truncations are stored as not terminated (see :mod:`qscore.replay`).
     """
-    return reward + discount * (1.0 - terminated) * next_value
+    return reward + discount**horizon * (1.0 - terminated) * next_value
 
 
 def critic_td_loss(q: jax.Array, target: jax.Array) -> tuple[jax.Array, Metrics]:

@@ -51,7 +51,7 @@ from qscore.diffusion import (
     sample_chain,
     uniform_prior_eps,
 )
-from qscore.networks import ScoreNet
+from qscore.networks import ScoreNet, chain_denoiser
 from qscore.replay import Batch
 
 Params = Any
@@ -162,11 +162,9 @@ def sample_policy(
     key: jax.Array,
 ) -> jax.Array:
     """Actions a_0 ~ pi_theta(. | s) for a batch of observations, by the full reverse chain."""
-    net = score_net(config, action_dim)
-
-    def denoise(noisy_action: jax.Array, steps: jax.Array) -> jax.Array:
-        return net.apply({"params": actor_params}, obs, noisy_action, steps)
-
+    denoise = chain_denoiser(
+        score_net(config, action_dim), actor_params, obs, config.num_diffusion_steps
+    )
     return sample_chain(
         denoise,
         schedule,
@@ -263,7 +261,7 @@ def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
         config.td_disagreement_penalty,
     )
     best_q = next_q.reshape(-1, num_samples).max(axis=1)
-    return bootstrap_target(batch.reward, batch.terminated, config.discount, best_q)
+    return bootstrap_target(batch.reward, batch.terminated, config.discount, best_q, batch.horizon)
 
 
 def q_score_target(

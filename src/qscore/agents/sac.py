@@ -194,7 +194,11 @@ def td_target(agent: SACAgent, batch: Batch, key: jax.Array) -> jax.Array:
     next_q = q_values(config, agent.target_critic_params, batch.next_obs, next_action).min(axis=0)
     temperature = jnp.exp(agent.log_temperature)
     return bootstrap_target(
-        batch.reward, batch.terminated, config.discount, next_q - temperature * next_log_prob
+        batch.reward,
+        batch.terminated,
+        config.discount,
+        next_q - temperature * next_log_prob,
+        batch.horizon,
     )
 
 

@@ -157,7 +157,7 @@ def td_target(agent: TD3Agent, batch: Batch, key: jax.Array) -> jax.Array:
     config = agent.config
     next_action = smoothed_target_action(agent, batch.next_obs, key)
     next_q = q_values(config, agent.target_critic_params, batch.next_obs, next_action).min(axis=0)
-    return bootstrap_target(batch.reward, batch.terminated, config.discount, next_q)
+    return bootstrap_target(batch.reward, batch.terminated, config.discount, next_q, batch.horizon)
 
 
 def update_critic(agent: TD3Agent, batch: Batch, key: jax.Array) -> tuple[TD3Agent, Metrics]:
