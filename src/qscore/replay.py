@@ -139,8 +139,8 @@ class ReplayBuffer:
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
         first = rng.integers(0, self.size, size=shape)
-        last = first.copy()
-        reward = self.reward[first].copy()
+        last = first
+        reward = self.reward[first]  # fancy indexing copies: safe to add to
         horizon = np.ones(shape, np.float32)
         going = np.ones(shape, bool)
         for j in range(1, n_step):
