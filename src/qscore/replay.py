@@ -152,7 +152,7 @@ class ReplayBuffer:
         return Batch(
             obs=self.obs[first],
             action=self.action[first],
-            reward=reward.astype(np.float32),
+            reward=reward,  # float32: the buffer is, and += keeps it
             next_obs=self.next_obs[last],
             terminated=self.terminated[last],
             horizon=horizon,
