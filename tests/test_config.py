@@ -32,6 +32,7 @@ def test_round_trip_through_a_dict():
         ({"q_score_scale": float("nan")}, {}, "q_score_scale"),
         ({"batch_size": 512}, {"buffer_size": 100}, "batch_size .* larger than buffer_size"),
         ({"beta_schedule": "sigmoid"}, {}, "beta_schedule"),
+        ({"n_step_fraction": 1.5}, {}, "n_step_fraction must be in"),
         ({"actor_hidden": ()}, {}, "actor_hidden"),
         ({"q_score_target": "clipped"}, {}, "q_score_target must be one of"),
         ({"q_score_temperature": 0.0}, {}, "q_score_temperature"),

@@ -110,6 +110,24 @@ def test_n_step_stops_at_the_newest_row_and_never_wraps_into_old_rows():
     np.testing.assert_array_equal(batch.next_obs[:, 0], [7, 8, 9, 10, 11, 11, 11, 11])
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 1.0])
+def test_n_step_fraction_mixes_one_step_and_n_step_rows(fraction):
+    buffer = ReplayBuffer(3, 2, capacity=100)
+    _episodes(buffer, [100], going_on=True)
+    batch = buffer.sample(np.random.default_rng(0), (4000,), 3, GAMMA, fraction)
+    start = batch.obs[:, 0]
+    inside = start < 97  # rows with three written steps after them
+    horizon = batch.horizon[inside]
+    assert set(np.unique(horizon)) <= {1.0, 3.0}
+    assert abs(np.mean(horizon == 3.0) - fraction) < 0.03
+    one = horizon == 1.0
+    np.testing.assert_allclose(batch.reward[inside][one], start[inside][one])
+    np.testing.assert_array_equal(batch.next_obs[inside][one, 0], start[inside][one] + 1)
+    three = start[inside][~one]
+    expected = three + GAMMA * (three + 1) + GAMMA**2 * (three + 2)
+    np.testing.assert_allclose(batch.reward[inside][~one], expected)
+
+
 def test_one_step_samples_are_the_stored_transitions():
     buffer = ReplayBuffer(3, 2, capacity=100)
     _episodes(buffer, [5, 5])

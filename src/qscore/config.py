@@ -129,6 +129,10 @@ class QSMConfig:
     n_step: int = 1
     """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
     then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
+    n_step_fraction: float = 1.0
+    """[w] share of replayed transitions whose TD target uses the n-step return; the others
+    use one step, so the critics fit the mix (1 - w) y^(1) + w y^(n), a target with w times
+    the off-policy bias of y^(n) (1: every transition, as ``n_step`` alone)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to sampled actions while collecting data."""
     target_noise: float = 0.1
@@ -168,6 +172,10 @@ class SACConfig:
     n_step: int = 1
     """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
     then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
+    n_step_fraction: float = 1.0
+    """[w] share of replayed transitions whose TD target uses the n-step return; the others
+    use one step, so the critics fit the mix (1 - w) y^(1) + w y^(n), a target with w times
+    the off-policy bias of y^(n) (1: every transition, as ``n_step`` alone)."""
     init_temperature: float = 1.0
     """[alpha_0] initial entropy temperature (log_alpha starts at its log)."""
     target_entropy: float | None = None
@@ -207,6 +215,10 @@ class TD3Config:
     n_step: int = 1
     """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
     then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
+    n_step_fraction: float = 1.0
+    """[w] share of replayed transitions whose TD target uses the n-step return; the others
+    use one step, so the critics fit the mix (1 - w) y^(1) + w y^(n), a target with w times
+    the off-policy bias of y^(n) (1: every transition, as ``n_step`` alone)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to the policy's actions while collecting data."""
     target_noise: float = 0.2
@@ -447,6 +459,7 @@ def validate(config: RunConfig) -> RunConfig:
     _require(a.batch_size >= 1, "batch_size must be >= 1")
     _require(a.utd >= 1, "utd must be >= 1")
     _require(a.n_step >= 1, "n_step must be >= 1")
+    _require(0 <= a.n_step_fraction <= 1, "n_step_fraction must be in [0, 1]")
     for name in ("exploration_noise", "target_noise", "target_noise_clip", "sampling_temperature"):
         if hasattr(a, name):
             _require(getattr(a, name) >= 0, f"{name} must be >= 0")

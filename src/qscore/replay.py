@@ -127,12 +127,15 @@ class ReplayBuffer:
         shape: tuple[int, ...],
         n_step: int = 1,
         discount: float = 1.0,
+        n_step_fraction: float = 1.0,
     ) -> Batch:
         """Rows drawn uniformly with replacement; arrays get leading axes ``shape``.
 
         With ``n_step`` = n > 1 each row i becomes the m-step transition from s_i to
         s_{i+m}, with reward sum_{j<m} discount^j r_{i+j}: m = n unless the episode ends
         first (the end's ``terminated`` flag is kept) or the newest row is reached.
+        ``n_step_fraction`` = w < 1 keeps one step in each row with probability 1 - w, so
+        that the TD targets mix one-step and n-step returns.
         """
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
@@ -143,6 +146,8 @@ class ReplayBuffer:
         reward = self.reward[first]  # fancy indexing copies: safe to add to
         horizon = np.ones(shape, np.float32)
         going = np.ones(shape, bool)
+        if n_step > 1 and n_step_fraction < 1:
+            going = rng.random(shape) < n_step_fraction
         for j in range(1, n_step):
             following = (last + 1) % self.capacity
             going &= (self.episode_end[last] == 0) & (following != self.cursor)

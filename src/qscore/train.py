@@ -518,7 +518,11 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
                     batches = _stacked_batches(
                         [
                             run.buffer.sample(
-                                run.host_rng, (ac.utd, ac.batch_size), ac.n_step, ac.discount
+                                run.host_rng,
+                                (ac.utd, ac.batch_size),
+                                ac.n_step,
+                                ac.discount,
+                                ac.n_step_fraction,
                             )
                             for run in runs
                         ]
