@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from qscore.cli import main
+from qscore.config import ROBUST_QSM
 from qscore.logs import read_csv
 
 TINY_FLAGS = [
@@ -203,10 +204,11 @@ def test_default_preset_is_robust_for_qsm_and_paper_for_the_baselines(capsys, tm
     assert main(["train", "--out", str(tmp_path / "qsm"), *flags]) == 0
     config = json.loads((tmp_path / "qsm" / "config.json").read_text())
     assert config["preset"] == "robust"
-    assert config["agent"]["q_score_target"] == "normalized"
-    assert config["agent"]["critic_layer_norm"] is True
-    assert config["agent"]["td_disagreement_penalty"] == 0.5
-    assert config["agent"]["actor_hidden"] == [32, 32]  # flags still override the preset
+    widths = {"actor_hidden", "critic_hidden"}  # flags still override the preset
+    assert {k: config["agent"][k] for k in widths} == {k: [32, 32] for k in widths}
+    for name, value in ROBUST_QSM.items():
+        if name not in widths:
+            assert config["agent"][name] == value, name
     sac_flags = ["--env", "Pendulum-v1", "--steps", "30", "--warmup-steps", "20"]
     sac_flags += ["--eval-episodes", "1", "--no-progress", "--batch-size", "16"]
     assert main(["train", "--algo", "sac", "--out", str(tmp_path / "sac"), *sac_flags]) == 0

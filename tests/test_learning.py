@@ -50,10 +50,14 @@ ROBUST_SMALL = {"actor_hidden": (128, 128), "critic_hidden": (128, 128)}
 @pytest.mark.slow
 def test_robust_preset_is_invariant_to_the_reward_scale(tmp_path):
     """The `robust` preset solves Pendulum-v1 with its rewards multiplied by 0.1, 1 and 10,
-    and ends in the same return band each time (evaluation reports raw returns)."""
+    and ends in the same return band each time (evaluation reports raw returns).
+
+    The first evaluation is at the end of the warm-up, before any update: it shows that
+    the task is not solved by the untrained policy. (After 1000 updates, the first
+    evaluation of the other tests, `robust` can already score -650.)"""
     finals = {}
     for scale in (0.1, 1.0, 10.0):
-        loop = {**LOOP, "reward_scale": scale}
+        loop = {**LOOP, "reward_scale": scale, "eval_every": LOOP["warmup_steps"]}
         run = tmp_path / f"scale_{scale}"
         summary = train(make_config("robust", ROBUST_SMALL, loop), run, progress=False)
         returns = [float(r["return_mean"]) for r in read_csv(run / "eval.csv")]
@@ -74,12 +78,16 @@ class _StillArm:
         return self.action, key
 
 
+REACHER_EPISODES = 200
+
+
 def _final_distances(agent, env, first_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Returns of 50 evaluation episodes, and each episode's mean distance between fingertip
-    and target over its last 10 steps (Reacher's last 3 observations are their offset)."""
+    """Returns of `REACHER_EPISODES` evaluation episodes, and each episode's mean distance
+    between fingertip and target over its last 10 steps (Reacher's last 3 observations are
+    their offset)."""
     trajectories = []
     key = jax.random.PRNGKey(0)
-    returns = run_episodes(agent, env, 50, first_seed, key, trajectories=trajectories)
+    returns = run_episodes(agent, env, REACHER_EPISODES, first_seed, key, trajectories=trajectories)
     distances = [np.linalg.norm(t.obs[-10:, -3:], axis=1).mean() for t in trajectories]
     return returns, np.asarray(distances)
 
@@ -89,31 +97,40 @@ def test_robust_preset_learns_reacher_where_the_paper_preset_fails(tmp_path):
     """Reacher-v4 is a task of issue 7 on which the authors' settings fail: their bang-bang
     actions pay the full control cost and score about -110; uniform-random actions score
     about -44 (docs/robust_qsm.md). An arm that never moves scores about -12, close to the
-    issue's target of -10, so on the same 50 episodes `robust` must beat the still arm's
-    return and end nearer the target than it does.
+    issue's target of -10, so on the same 200 episodes `robust` must beat the still arm's
+    return and end much nearer the target than it does.
 
-    With the present preset this run scored -8.3 against the still arm's -12.6, with a
-    final distance of 0.11 against 0.25 (the preset before it: -9.8 and 0.16). The absolute
-    bound is -11, not the issue's -10, because another CPU computes another run and single
-    seeds have ended within 0.1 of -10 (seed 1: -9.92 over 50 episodes);
-    docs/robust_qsm.md measures the -10 target over 5 seeds."""
+    The bounds hold for all 8 seeds measured, not only for this run, because another CPU
+    computes another run from the same seed. Over 200 episodes the 8 seeds of the present
+    preset score -8.91 to -10.83 (mean -9.80, spread 0.74) against the still arm's -11.99,
+    and end at 0.45 to 0.58 of its distance to the target (docs/robust_qsm.md, section 6).
+    So the return bound is -11.5, 2.3 spreads below their mean, not the issue's -10, which
+    docs/robust_qsm.md measures over seeds. This run (seed 0) scored -9.75 at 0.50 of the
+    still arm's distance."""
     loop = {
+        **LOOP,
         "env_id": "Reacher-v4",
-        "seed": 0,
         "total_steps": 15_000,
         "warmup_steps": 2_000,
         "eval_every": 15_000,
-        "eval_episodes": 50,
+        "eval_episodes": 10,
         "checkpoint_every": 0,
     }
     config = make_config("robust", {}, loop)
-    summary = train(config, tmp_path / "run", progress=False)
+    train(config, tmp_path / "run", progress=False)
     env = make_env("Reacher-v4")
     template = get_algorithm("qsm").create(config.agent, *space_dims(env), config.train.seed)
     agent, step = load_agent(latest_checkpoint(tmp_path / "run"), template)
     first_seed = loop["seed"] + EVAL_SEED_OFFSET
     learned_returns, learned_distance = _final_distances(agent, env, first_seed)
     still_returns, still_distance = _final_distances(_StillArm(2), env, first_seed)
-    assert step == 15_000 and summary["final_eval"]["return_mean"] > -11, summary["final_eval"]
-    assert learned_returns.mean() > still_returns.mean() + 1
-    assert learned_distance.mean() < 0.8 * still_distance.mean()
+    figures = {
+        "return": learned_returns.mean(),
+        "still_return": still_returns.mean(),
+        "distance": learned_distance.mean(),
+        "still_distance": still_distance.mean(),
+    }
+    assert step == 15_000
+    assert figures["return"] > -11.5, figures
+    assert figures["return"] > figures["still_return"] + 0.5, figures
+    assert figures["distance"] < 0.7 * figures["still_distance"], figures

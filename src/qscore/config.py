@@ -293,15 +293,18 @@ ROBUST_QSM: dict[str, Any] = {
     "best_of_n_eval": 32,
     "best_of_n_explore": 1,
     "critic_layer_norm": True,
-    "td_disagreement_penalty": 0.5,
+    "td_disagreement_penalty": -0.5,
+    "n_step": 3,
+    "n_step_fraction": 0.5,
 }
 """QSM that learns where the authors' settings fail (docs/robust_qsm.md): the same
 denoiser-matched-to-a-Q-score update (the authors' T = 5 VP chain) with a scale-free target
 whose size follows the noise level, at a temperature (lambda = 0.6) wide enough to explore
 from one chain sample yet stable over the chain's steps; reward normalisation; layer-normalised
-critics whose TD target is more pessimistic where the two disagree (beta = 0.5), which
-keeps them from overestimating their policy; evaluation by the best of 32 chain samples by
-Q; 2x256 networks, as our SAC and TD3."""
+critics whose TD target values the next action halfway between the minimum of the two
+target critics and their mean (beta = -0.5, less pessimistic than the paper's minimum) and
+is a 3-step return for half of the replayed transitions and a one-step return for the rest; evaluation by the best of 32 chain samples
+by Q; 2x256 networks, as our SAC and TD3."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qsm": {
