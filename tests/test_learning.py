@@ -54,7 +54,7 @@ def test_robust_preset_is_invariant_to_the_reward_scale(tmp_path):
 
     The first evaluation is at the end of the warm-up, before any update: it shows that
     the task is not solved by the untrained policy. (After 1000 updates, the first
-    evaluation of the other tests, `robust` can already score -650.)"""
+    evaluation of the other tests, `robust` can already score -655.)"""
     finals = {}
     for scale in (0.1, 1.0, 10.0):
         loop = {**LOOP, "reward_scale": scale, "eval_every": LOOP["warmup_steps"]}

@@ -303,8 +303,9 @@ whose size follows the noise level, at a temperature (lambda = 0.6) wide enough 
 from one chain sample yet stable over the chain's steps; reward normalisation; layer-normalised
 critics whose TD target values the next action halfway between the minimum of the two
 target critics and their mean (beta = -0.5, less pessimistic than the paper's minimum) and
-is a 3-step return for half of the replayed transitions and a one-step return for the rest; evaluation by the best of 32 chain samples
-by Q; 2x256 networks, as our SAC and TD3."""
+is a 3-step return for half of the replayed transitions and a one-step return for the
+rest; evaluation by the best of 32 chain samples by Q; 2x256 networks, as our SAC and
+TD3."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qsm": {
