@@ -9,7 +9,12 @@ For each task shape it reports, from one process:
 * ``flop_bound_ms``: update_gflop / matmul_gflops, the time the update would take if it ran
   entirely at matmul speed; ``update_vs_bound`` is update_ms / flop_bound_ms;
 * ``action_latency_us``: median time of one exploration action for one observation
-  (the full reverse chain, host to host);
+  (the full reverse chain, host to host) by ``agent.act``, as a fixed policy acts in
+  evaluation and deployment: the denoiser's terms that depend on its parameters alone are
+  computed by the first call and reused;
+* ``action_latency_new_params_us``: the same action with those terms computed in the same
+  call (``agent.policy``), as the first action after a parameter change costs; the training
+  loop acts this way, once per update;
 * ``dispatch_us`` and ``hidden_matvec_us``: what an action cannot get below on this machine:
   a jitted call that takes the same parameters and observation and does nothing, and the
   T dependent (1 x w) @ (w x w) products by one w x w matrix, as the chain's w-wide hidden
@@ -121,13 +126,21 @@ def median_us(fn, repeats: int) -> float:
     return 1e3 * statistics.median(wall_ms(fn) for _ in range(20 * repeats))
 
 
-def action_latency_us(agent, obs_dim: int, explore: bool, repeats: int) -> float:
-    """Median host-to-host time of one action for one observation, in microseconds."""
+def action_latency_us(
+    agent, obs_dim: int, explore: bool, repeats: int, new_params: bool = False
+) -> float:
+    """Median host-to-host time of one action for one observation, in microseconds: by
+    ``agent.act`` (a fixed policy), or with ``new_params`` by ``agent.policy``, which also
+    computes the denoiser's parameter-only terms."""
     obs = np.zeros(obs_dim, np.float32)
     key = {"key": jax.random.PRNGKey(0)}
 
     def one_action():
-        _, key["key"] = agent.act(obs, key["key"], explore=explore)
+        if new_params:
+            action, key["key"] = agent.policy(obs, key["key"], explore=explore)
+            np.asarray(action)
+        else:
+            _, key["key"] = agent.act(obs, key["key"], explore=explore)
 
     return median_us(one_action, repeats)
 
@@ -215,6 +228,9 @@ def bench_shape(obs_dim: int, action_dim: int, repeats: int) -> dict:
         "action_dim": action_dim,
         **figures,
         "action_latency_us": action_latency_us(agent, obs_dim, explore=True, repeats=repeats),
+        "action_latency_new_params_us": action_latency_us(
+            agent, obs_dim, explore=True, repeats=repeats, new_params=True
+        ),
         **latency_floor_us(agent, obs_dim, repeats),
         "robust_action_latency": robust_latency(obs_dim, action_dim, repeats),
     }
@@ -310,7 +326,8 @@ def main() -> None:
             f" {f['matmul_gflops']:4.0f} GFLOP/s | bound {f['flop_bound_ms']:5.2f} ms | ratio"
             f" {f['update_vs_bound']:.2f} | action latency {f['action_latency_us']:4.0f} us"
             f" (no-op call {f['dispatch_us']:3.0f} us,"
-            f" hidden matvecs {f['hidden_matvec_us']:3.0f} us)"
+            f" hidden matvecs {f['hidden_matvec_us']:3.0f} us;"
+            f" after new parameters {f['action_latency_new_params_us']:4.0f} us)"
         )
         robust = f["robust_action_latency"]
         print(

@@ -54,7 +54,7 @@ def apply_variant(variant: str) -> None:
         qsm.polyak = lambda online, target, tau: target
     if variant == "per_step_denoiser":
 
-        def per_step(net, params, obs, num_steps):
+        def per_step(net, params, obs, num_steps, tables=None):
             return lambda noisy_action, step: net.apply({"params": params}, obs, noisy_action, step)
 
         qsm.chain_denoiser = per_step

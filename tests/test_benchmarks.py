@@ -45,6 +45,9 @@ def test_learner_speed_latency_floor(tiny_config):
     agent = create_qsm(tiny_config, obs_dim=5, action_dim=2, seed=0)
     floor = learner_speed.latency_floor_us(agent, obs_dim=5, repeats=1)
     assert floor["dispatch_us"] > 0 and floor["hidden_matvec_us"] > 0
+    for new_params in (False, True):
+        latency = learner_speed.action_latency_us(agent, 5, True, repeats=1, new_params=new_params)
+        assert math.isfinite(latency) and latency > 0
 
 
 def test_learner_speed_matmul_layouts():

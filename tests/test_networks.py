@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qscore.networks import CriticEnsemble, ScoreNet, chain_denoiser, mish
+from qscore.networks import CriticEnsemble, ScoreNet, chain_denoiser, denoiser_tables, mish
 
 
 def test_mish_matches_its_textbook_form_and_has_finite_gradients():
@@ -37,6 +37,21 @@ def test_chain_denoiser_is_the_score_net_at_every_step():
         np.testing.assert_allclose(
             denoise(action, step), net.apply(params, obs, action, step), rtol=1e-5, atol=1e-6
         )
+
+
+def test_chain_denoiser_with_precomputed_tables_is_the_same_function():
+    net = ScoreNet(action_dim=2, hidden=(16, 16), time_features=8, time_hidden=(8, 8))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
+    action = jax.random.uniform(jax.random.PRNGKey(2), (5, 2), minval=-1)
+    params = net.init(jax.random.PRNGKey(0), obs, action, jnp.zeros((5, 1), jnp.int32))["params"]
+    tables = denoiser_tables(net, params, num_steps=4)
+    assert tables.action_kernel.shape == (2, 16) and tables.obs_kernel.shape == (3, 16)
+    assert tables.time_terms.shape == (4, 16)
+    inline = chain_denoiser(net, params, obs, num_steps=4)
+    given = chain_denoiser(net, params, obs, num_steps=4, tables=tables)
+    for k in range(4):
+        step = jnp.full((1, 1), k)
+        np.testing.assert_array_equal(given(action, step), inline(action, step))
 
 
 def test_critic_ensemble_members_are_independent():

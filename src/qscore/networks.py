@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -86,36 +87,62 @@ class ScoreNet(nn.Module):
         return MLP(self.hidden, self.action_dim, "mish")(x)
 
 
-def chain_denoiser(
-    net: ScoreNet, params: dict, obs: jax.Array, num_steps: int
-) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """eps_theta(s, ., k) for fixed observations ``obs``, for the T steps of a reverse chain.
+class DenoiserTables(NamedTuple):
+    """The terms of the denoiser's first layer that depend on theta alone (not on s or a_k),
+    for the T steps of a reverse chain; :func:`denoiser_tables` computes them."""
 
-    The same function as ``net.apply({"params": params}, obs, a_k, k)`` (to float rounding),
-    with the work that does not depend on a_k done once per chain instead of at every step.
-    The trunk's first layer acts on [a_k, s, e(k)], so its kernel splits by rows into
-    W_a, W_s, W_e and its pre-activation is W_a a_k + (W_s s + b) + W_e e(k). The time
-    embeddings e(k) of all T steps and the term of s are computed here, once; each step then
-    multiplies only a_k (d columns) before the hidden layers. The returned function takes
-    noisy actions (B, d) and the step index as a (1, 1) array, as :data:`DenoiseFn`.
-    """
+    action_kernel: jax.Array
+    """W_a: the rows of the first layer's kernel that multiply a_k, (d, w)."""
+    obs_kernel: jax.Array
+    """W_s: the rows that multiply s, (obs_dim, w)."""
+    time_terms: jax.Array
+    """W_e e(k) for k = 0 .. T-1, (T, w): the time embeddings through their rows."""
+
+
+def denoiser_tables(net: ScoreNet, params: dict, num_steps: int) -> DenoiserTables:
+    """Split the trunk's first kernel by rows into W_a, W_s, W_e (its input is [a_k, s, e(k)])
+    and compute W_e e(k) for the T steps: the work of a chain that depends on theta alone."""
     steps = jnp.arange(num_steps)[:, None]
     features = FourierTimeFeatures(net.time_features).apply(
         {"params": params["FourierTimeFeatures_0"]}, steps
     )
     time_mlp = MLP(net.time_hidden[:-1], net.time_hidden[-1], "mish")
     embeddings = time_mlp.apply({"params": params["MLP_0"]}, features)
+    kernel = params["MLP_1"]["Dense_0"]["kernel"]
+    obs_end = kernel.shape[0] - embeddings.shape[-1]
+    return DenoiserTables(
+        action_kernel=kernel[: net.action_dim],
+        obs_kernel=kernel[net.action_dim : obs_end],
+        time_terms=embeddings @ kernel[obs_end:],
+    )
+
+
+def chain_denoiser(
+    net: ScoreNet,
+    params: dict,
+    obs: jax.Array,
+    num_steps: int,
+    tables: DenoiserTables | None = None,
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """eps_theta(s, ., k) for fixed observations ``obs``, for the T steps of a reverse chain.
+
+    The same function as ``net.apply({"params": params}, obs, a_k, k)`` (to float rounding),
+    with the work that does not depend on a_k done once per chain instead of at every step.
+    The trunk's first layer acts on [a_k, s, e(k)], so its kernel splits by rows into
+    W_a, W_s, W_e and its pre-activation is W_a a_k + (W_s s + b) + W_e e(k). The terms
+    W_e e(k) of all T steps (``tables``, computed here when not given) and the term of s
+    are computed once; each step then multiplies only a_k (d columns) before the hidden
+    layers. The returned function takes noisy actions (B, d) and the step index as a (1, 1)
+    array, as :data:`qscore.diffusion.DenoiseFn`.
+    """
+    if tables is None:
+        tables = denoiser_tables(net, params, num_steps)
     trunk = params["MLP_1"]
     layers = [trunk[f"Dense_{i}"] for i in range(len(net.hidden) + 1)]
-    kernel = layers[0]["kernel"]
-    w_action = kernel[: net.action_dim]
-    w_obs = kernel[net.action_dim : net.action_dim + obs.shape[-1]]
-    w_time = kernel[net.action_dim + obs.shape[-1] :]
-    from_obs = obs @ w_obs + layers[0]["bias"]
-    from_time = embeddings @ w_time
+    from_obs = obs @ tables.obs_kernel + layers[0]["bias"]
 
     def denoise(noisy_action: jax.Array, step: jax.Array) -> jax.Array:
-        x = mish(noisy_action @ w_action + from_obs + from_time[step[0, 0]])
+        x = mish(noisy_action @ tables.action_kernel + from_obs + tables.time_terms[step[0, 0]])
         for layer in layers[1:-1]:
             x = mish(x @ layer["kernel"] + layer["bias"])
         return x @ layers[-1]["kernel"] + layers[-1]["bias"]

@@ -51,7 +51,7 @@ from qscore.diffusion import (
     sample_chain,
     uniform_prior_eps,
 )
-from qscore.networks import ScoreNet, chain_denoiser
+from qscore.networks import DenoiserTables, ScoreNet, chain_denoiser, denoiser_tables
 from qscore.replay import Batch
 
 Params = Any
@@ -85,10 +85,24 @@ class QSMAgent(struct.PyTreeNode):
 
         ``explore`` adds the exploration noise; otherwise it is one sample of the chain.
         """
+        return self._select(obs, key, explore, tables=None)
+
+    def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
+        """:meth:`policy` for a host observation, returning a NumPy action.
+
+        Meant for a fixed policy (evaluation, deployment): the denoiser's terms that depend
+        on theta alone (:func:`qscore.networks.denoiser_tables`) are computed by the first
+        call on this agent and reused by later ones, which gives the same actions.
+        """
+        action, next_key = self._select(obs, key, explore, tables=self._denoiser_tables())
+        return np.asarray(action), next_key
+
+    def _select(self, obs: jax.Array, key: jax.Array, explore: bool, tables: Any) -> tuple:
         return _select_action(
             self.config,
             self.action_dim,
             self.actor_params,
+            tables,
             self.critic_params,
             self.schedule,
             obs,
@@ -96,10 +110,16 @@ class QSMAgent(struct.PyTreeNode):
             explore,
         )
 
-    def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
-        """:meth:`policy` for a host observation, returning a NumPy action."""
-        action, next_key = self.policy(obs, key, explore)
-        return np.asarray(action), next_key
+    def _denoiser_tables(self) -> DenoiserTables:
+        """The denoiser tables of this agent's theta, kept on the instance after the first
+        call (agents are immutable; ``replace`` makes a new instance without them). Tables
+        computed while tracing are not kept."""
+        tables = self.__dict__.get("_tables")
+        if tables is None:
+            tables = _policy_tables(self.config, self.action_dim, self.actor_params)
+            if not any(isinstance(leaf, jax.core.Tracer) for leaf in tables):
+                self.__dict__["_tables"] = tables
+        return tables
 
 
 def score_net(config: QSMConfig, action_dim: int) -> ScoreNet:
@@ -160,10 +180,12 @@ def sample_policy(
     schedule: Schedule,
     obs: jax.Array,
     key: jax.Array,
+    tables: DenoiserTables | None = None,
 ) -> jax.Array:
-    """Actions a_0 ~ pi_theta(. | s) for a batch of observations, by the full reverse chain."""
+    """Actions a_0 ~ pi_theta(. | s) for a batch of observations, by the full reverse chain
+    (``tables``: the denoiser tables of ``actor_params``, computed here when not given)."""
     denoise = chain_denoiser(
-        score_net(config, action_dim), actor_params, obs, config.num_diffusion_steps
+        score_net(config, action_dim), actor_params, obs, config.num_diffusion_steps, tables
     )
     return sample_chain(
         denoise,
@@ -175,6 +197,11 @@ def sample_policy(
     )
 
 
+@partial(jax.jit, static_argnames=("config", "action_dim"))
+def _policy_tables(config: QSMConfig, action_dim: int, actor_params: Params) -> DenoiserTables:
+    return denoiser_tables(score_net(config, action_dim), actor_params, config.num_diffusion_steps)
+
+
 def best_of_n(
     config: QSMConfig,
     action_dim: int,
@@ -184,14 +211,15 @@ def best_of_n(
     obs: jax.Array,
     key: jax.Array,
     num_samples: int,
+    tables: DenoiserTables | None = None,
 ) -> jax.Array:
     """For each observation (rows of ``obs``), the chain sample with the highest
     min_j Q_phi_j among ``num_samples`` (one plain sample when ``num_samples`` is 1)."""
     if num_samples == 1:
-        return sample_policy(config, action_dim, actor_params, schedule, obs, key)
+        return sample_policy(config, action_dim, actor_params, schedule, obs, key, tables)
     batch = obs.shape[0]
     repeated = jnp.repeat(obs, num_samples, axis=0)
-    candidates = sample_policy(config, action_dim, actor_params, schedule, repeated, key)
+    candidates = sample_policy(config, action_dim, actor_params, schedule, repeated, key, tables)
     q = q_values(config, critic_params, repeated, candidates).min(axis=0)
     best = jnp.argmax(q.reshape(batch, num_samples), axis=1)
     candidates = candidates.reshape(batch, num_samples, action_dim)
@@ -203,6 +231,7 @@ def _select_action(
     config: QSMConfig,
     action_dim: int,
     actor_params: Params,
+    tables: DenoiserTables | None,
     critic_params: Params,
     schedule: Schedule,
     obs: jax.Array,
@@ -213,7 +242,15 @@ def _select_action(
     obs = jnp.asarray(obs, jnp.float32)[None]
     num_samples = config.best_of_n_explore if explore else config.best_of_n_eval
     action = best_of_n(
-        config, action_dim, actor_params, critic_params, schedule, obs, chain_key, num_samples
+        config,
+        action_dim,
+        actor_params,
+        critic_params,
+        schedule,
+        obs,
+        chain_key,
+        num_samples,
+        tables,
     )[0]
     if explore:
         noise = config.exploration_noise * jax.random.normal(noise_key, action.shape)
