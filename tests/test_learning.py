@@ -104,9 +104,10 @@ def test_robust_preset_learns_reacher_where_the_paper_preset_fails(tmp_path):
     computes another run from the same seed. Over 200 episodes the 8 seeds of the present
     preset score -8.91 to -10.83 (mean -9.80, spread 0.74) against the still arm's -11.99,
     and end at 0.45 to 0.58 of its distance to the target (docs/robust_qsm.md, section 6).
-    So the return bound is -11.5, 2.3 spreads below their mean, not the issue's -10, which
-    docs/robust_qsm.md measures over seeds. This run (seed 0) scored -9.75 at 0.50 of the
-    still arm's distance."""
+    So the return bound is -11 (every seed is above it), not the issue's -10, which
+    docs/robust_qsm.md measures over seeds, and the margin over the still arm is 1 (every
+    seed beats it by 1.2 or more). This run (seed 0) scored -9.75 at 0.50 of the still
+    arm's distance."""
     loop = {
         **LOOP,
         "env_id": "Reacher-v4",
@@ -131,6 +132,6 @@ def test_robust_preset_learns_reacher_where_the_paper_preset_fails(tmp_path):
         "still_distance": still_distance.mean(),
     }
     assert step == 15_000
-    assert figures["return"] > -11.5, figures
-    assert figures["return"] > figures["still_return"] + 0.5, figures
+    assert figures["return"] > -11, figures
+    assert figures["return"] > figures["still_return"] + 1, figures
     assert figures["distance"] < 0.7 * figures["still_distance"], figures
