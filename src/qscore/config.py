@@ -26,7 +26,32 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class QSMConfig:
+class CriticOptions:
+    """Generic options of the critics' TD learning, shared by every algorithm (QSM, SAC, TD3),
+    so that a baseline can get exactly the critic improvements QSM gets."""
+
+    n_step: int = 1
+    """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
+    then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as the papers)."""
+    n_step_fraction: float = 1.0
+    """[w] share of replayed transitions whose TD target uses the n-step return; the others
+    use one step, so the critics fit the mix (1 - w) y^(1) + w y^(n), a target with w times
+    the off-policy bias of y^(n) (1: every transition, as ``n_step`` alone)."""
+    critic_layer_norm: bool = False
+    """Layer normalisation after every hidden layer of the critics (before the relu)."""
+    normalize_rewards: bool = False
+    """Divide rewards by their root mean square in the first update's batch (then fixed), so
+    the critics see rewards of unit scale whatever the task's units."""
+    td_disagreement_penalty: float = 0.0
+    """[beta] extra pessimism of the TD target where the target critics disagree: the value of
+    a next action is min_j Q_target_j - beta * std_j Q_target_j (0: the plain minimum, as in
+    the papers; with twin critics, beta = 1 doubles the min's distance below their mean).
+    Values in [-1, 0) make the target less pessimistic than the minimum: with twin critics,
+    beta = -1 gives their mean."""
+
+
+@dataclass(frozen=True)
+class QSMConfig(CriticOptions):
     """Hyper-parameters of the Q-score matching learner.
 
     Paper symbols are given in brackets; defaults are the authors' settings (``paper``).
@@ -84,9 +109,6 @@ class QSMConfig:
     denoise_replay_actions: bool = False
     """Add the forward noise eps to the target (denoising score matching on replay actions),
     so the policy becomes the replay distribution tilted by Q instead of ascent from noise."""
-    normalize_rewards: bool = False
-    """Divide rewards by their root mean square in the first update's batch (then fixed), so
-    the critics see rewards of unit scale whatever the task's units."""
     best_of_n_eval: int = 1
     """Evaluation acts with the best of this many chain samples by min_j Q_phi_j (1: one sample)."""
     best_of_n_explore: int = 1
@@ -94,18 +116,10 @@ class QSMConfig:
     best_of_n_target: int = 1
     """TD targets take the max over this many noised chain samples a' of min_j Q_target_j(s', a')
     (1: one sample, as in the paper)."""
-    td_disagreement_penalty: float = 0.0
-    """[beta] extra pessimism of the TD target where the target critics disagree: the value of
-    a next action is min_j Q_target_j - beta * std_j Q_target_j (0: the plain minimum, as in
-    the paper; with twin critics, beta = 1 doubles the min's distance below their mean).
-    Values in [-1, 0) make the target less pessimistic than the minimum: with twin critics,
-    beta = -1 gives their mean."""
     actor_hidden: tuple[int, ...] = (512, 512)
     """Hidden widths of the denoiser eps_theta (mish activations)."""
     critic_hidden: tuple[int, ...] = (512, 512)
     """Hidden widths of each critic Q_phi_j (relu activations)."""
-    critic_layer_norm: bool = False
-    """Layer normalisation after every hidden layer of the critics (before the relu)."""
     time_features: int = 64
     """Number of learnable Fourier features of the diffusion step t."""
     time_hidden: tuple[int, ...] = (128, 128)
@@ -126,13 +140,6 @@ class QSMConfig:
     """Replay transitions per update."""
     utd: int = 1
     """Updates per environment step (update-to-data ratio), all in one compiled call."""
-    n_step: int = 1
-    """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
-    then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
-    n_step_fraction: float = 1.0
-    """[w] share of replayed transitions whose TD target uses the n-step return; the others
-    use one step, so the critics fit the mix (1 - w) y^(1) + w y^(n), a target with w times
-    the off-policy bias of y^(n) (1: every transition, as ``n_step`` alone)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to sampled actions while collecting data."""
     target_noise: float = 0.1
@@ -146,7 +153,7 @@ class QSMConfig:
 
 
 @dataclass(frozen=True)
-class SACConfig:
+class SACConfig(CriticOptions):
     """Hyper-parameters of the SAC learner; defaults follow the SAC paper (Table 1)."""
 
     actor_hidden: tuple[int, ...] = (256, 256)
@@ -169,13 +176,6 @@ class SACConfig:
     """Replay transitions per update."""
     utd: int = 1
     """Updates per environment step (update-to-data ratio), all in one compiled call."""
-    n_step: int = 1
-    """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
-    then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
-    n_step_fraction: float = 1.0
-    """[w] share of replayed transitions whose TD target uses the n-step return; the others
-    use one step, so the critics fit the mix (1 - w) y^(1) + w y^(n), a target with w times
-    the off-policy bias of y^(n) (1: every transition, as ``n_step`` alone)."""
     init_temperature: float = 1.0
     """[alpha_0] initial entropy temperature (log_alpha starts at its log)."""
     target_entropy: float | None = None
@@ -190,7 +190,7 @@ class SACConfig:
 
 
 @dataclass(frozen=True)
-class TD3Config:
+class TD3Config(CriticOptions):
     """Hyper-parameters of the TD3 learner; defaults are the paper's, as commonly run
     (256-unit layers and learning rate 3e-4, as in the authors' published code)."""
 
@@ -212,13 +212,6 @@ class TD3Config:
     """Replay transitions per update."""
     utd: int = 1
     """Updates per environment step (update-to-data ratio), all in one compiled call."""
-    n_step: int = 1
-    """[n] TD targets from n-step returns: the discounted rewards of up to n replayed steps,
-    then gamma^m V(s_{t+m}); shorter where the episode ends (1: one-step TD, as in the paper)."""
-    n_step_fraction: float = 1.0
-    """[w] share of replayed transitions whose TD target uses the n-step return; the others
-    use one step, so the critics fit the mix (1 - w) y^(1) + w y^(n), a target with w times
-    the off-policy bias of y^(n) (1: every transition, as ``n_step`` alone)."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to the policy's actions while collecting data."""
     target_noise: float = 0.2
@@ -284,18 +277,26 @@ class RunConfig:
         )
 
 
+ROBUST_CRITIC: dict[str, Any] = {
+    "normalize_rewards": True,
+    "critic_layer_norm": True,
+    "td_disagreement_penalty": -0.5,
+    "n_step": 3,
+    "n_step_fraction": 0.5,
+}
+"""The generic critic options of QSM's ``robust`` preset (:class:`CriticOptions`): reward
+normalisation, layer-normalised critics, a TD target halfway between the twin minimum and
+the mean (beta = -0.5), 3-step returns for half of the replayed transitions. SAC's and
+TD3's ``robust`` presets are exactly these, for comparisons on equal footing."""
+
 ROBUST_QSM: dict[str, Any] = {
     "actor_hidden": (256, 256),
     "critic_hidden": (256, 256),
     "q_score_target": "normalized",
     "q_score_temperature": 0.6,
-    "normalize_rewards": True,
     "best_of_n_eval": 32,
     "best_of_n_explore": 1,
-    "critic_layer_norm": True,
-    "td_disagreement_penalty": -0.5,
-    "n_step": 3,
-    "n_step_fraction": 0.5,
+    **ROBUST_CRITIC,
 }
 """QSM that learns where the authors' settings fail (docs/robust_qsm.md): the same
 denoiser-matched-to-a-Q-score update (the authors' T = 5 VP chain) with a scale-free target
@@ -313,12 +314,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "fast": {"actor_hidden": (256, 256), "critic_hidden": (256, 256)},
         "robust": ROBUST_QSM,
     },
-    "sac": {"paper": {}, "fast": {}},
-    "td3": {"paper": {}, "fast": {}},
+    "sac": {"paper": {}, "fast": {}, "robust": ROBUST_CRITIC},
+    "td3": {"paper": {}, "fast": {}, "robust": ROBUST_CRITIC},
 }
 """Named overrides of each algorithm's config defaults. ``paper`` is the setting of the
 algorithm's paper (for QSM: the authors' code); ``fast`` uses 2x256 networks (SAC and TD3
-already do); ``robust`` is QSM with the options of :data:`ROBUST_QSM`."""
+already do); ``robust`` is QSM with the options of :data:`ROBUST_QSM`, and SAC or TD3 with
+exactly its generic critic options (:data:`ROBUST_CRITIC`): the fair baselines."""
 
 
 DEFAULT_PRESETS: dict[str, str] = {"qsm": "robust", "sac": "paper", "td3": "paper"}
@@ -440,7 +442,6 @@ def validate(config: RunConfig) -> RunConfig:
         _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
         _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
         _require(a.best_of_n_target >= 1, "best_of_n_target must be >= 1")
-        _require(a.td_disagreement_penalty >= -1, "td_disagreement_penalty (beta) must be >= -1")
         _require(
             a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2"
         )
@@ -462,6 +463,7 @@ def validate(config: RunConfig) -> RunConfig:
     _require(0 < a.tau <= 1, "tau must be in (0, 1]")
     _require(a.batch_size >= 1, "batch_size must be >= 1")
     _require(a.utd >= 1, "utd must be >= 1")
+    _require(a.td_disagreement_penalty >= -1, "td_disagreement_penalty (beta) must be >= -1")
     _require(a.n_step >= 1, "n_step must be >= 1")
     _require(0 <= a.n_step_fraction <= 1, "n_step_fraction must be in [0, 1]")
     for name in ("exploration_noise", "target_noise", "target_noise_clip", "sampling_temperature"):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from qscore.networks import CriticEnsemble
@@ -117,3 +118,31 @@ def scan_updates(
     """
     agent, metrics = jax.lax.scan(update_step, agent, batches)
     return agent, jax.tree_util.tree_map(lambda m: m[-1], metrics)
+
+
+def pessimistic_value(q: jax.Array, penalty: float) -> jax.Array:
+    """min_j Q_j - beta std_j Q_j over the ensemble axis of ``q`` (num_critics, B); beta is
+    ``td_disagreement_penalty``, and beta = 0 gives the plain minimum of clipped double Q
+    (beta < 0 is less pessimistic: with twin critics, beta = -1 gives their mean)."""
+    value = q.min(axis=0)
+    if penalty:
+        value = value - penalty * q.std(axis=0)
+    return value
+
+
+def fixed_reward_scale(agent: Any, batch: Batch) -> jax.Array:
+    """The divisor of the rewards under ``normalize_rewards``: the root mean square of the
+    first update's batch rewards (1 if they are all 0), then fixed for the rest of the run.
+    Rewards multiplied by c give a divisor multiplied by c."""
+    rms = jnp.sqrt(jnp.mean(batch.reward**2))
+    first = jnp.where(rms > 0, rms, 1.0)
+    return jnp.where(agent.num_updates == 0, first, agent.reward_scale)
+
+
+def normalize_batch_rewards(agent: Agent, batch: Batch) -> tuple[Agent, Batch]:
+    """Under ``normalize_rewards``: fix the agent's ``reward_scale`` at the first update
+    (:func:`fixed_reward_scale`) and divide the batch's rewards by it; otherwise unchanged."""
+    if not agent.config.normalize_rewards:
+        return agent, batch
+    agent = agent.replace(reward_scale=fixed_reward_scale(agent, batch))
+    return agent, batch._replace(reward=batch.reward / agent.reward_scale)

@@ -39,6 +39,8 @@ from qscore.agents.common import (
     critic_optimizer,
     critic_step,
     gradient_step,
+    normalize_batch_rewards,
+    pessimistic_value,
     polyak,
     q_values,
     scan_updates,
@@ -269,16 +271,6 @@ def q_score(
     return jax.grad(mean_q_summed)(action)
 
 
-def pessimistic_value(q: jax.Array, penalty: float) -> jax.Array:
-    """min_j Q_j - beta std_j Q_j over the ensemble axis of ``q`` (num_critics, B); beta is
-    ``td_disagreement_penalty``, and beta = 0 gives the plain minimum of clipped double Q
-    (beta < 0 is less pessimistic: with twin critics, beta = -1 gives their mean)."""
-    value = q.min(axis=0)
-    if penalty:
-        value = value - penalty * q.std(axis=0)
-    return value
-
-
 def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
     """y = r + gamma (1 - terminated) max_i V(s', a'_i), where a'_1..a'_N are chain samples
     plus clipped target noise, N = ``best_of_n_target`` (1 in the paper, where the max is over
@@ -418,15 +410,6 @@ def update_critic(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAge
     return agent.replace(target_critic_params=targets), metrics
 
 
-def fixed_reward_scale(agent: QSMAgent, batch: Batch) -> jax.Array:
-    """The divisor of the rewards under ``normalize_rewards``: the root mean square of the
-    first update's batch rewards (1 if they are all 0), then fixed for the rest of the run.
-    Rewards multiplied by c give a divisor multiplied by c."""
-    rms = jnp.sqrt(jnp.mean(batch.reward**2))
-    first = jnp.where(rms > 0, rms, 1.0)
-    return jnp.where(agent.num_updates == 0, first, agent.reward_scale)
-
-
 def chain_samples_per_state(
     agent: QSMAgent, obs: jax.Array, key: jax.Array, num_samples: int
 ) -> jax.Array:
@@ -463,9 +446,7 @@ def update_step(agent: QSMAgent, batch: Batch) -> tuple[QSMAgent, Metrics]:
     """One QSM update: the actor step (Algorithm 1), then the critic step, as the authors do
     (and, with ``target_action_spread``, the step of lambda between them)."""
     config = agent.config
-    if config.normalize_rewards:
-        agent = agent.replace(reward_scale=fixed_reward_scale(agent, batch))
-        batch = batch._replace(reward=batch.reward / agent.reward_scale)
+    agent, batch = normalize_batch_rewards(agent, batch)
     tuned = config.target_action_spread is not None
     rng, actor_key, critic_key, *spread_key = jax.random.split(agent.rng, 4 if tuned else 3)
     agent, actor_metrics = update_actor(agent, batch, actor_key)

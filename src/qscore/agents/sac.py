@@ -35,6 +35,8 @@ from qscore.agents.common import (
     critic_optimizer,
     critic_step,
     gradient_step,
+    normalize_batch_rewards,
+    pessimistic_value,
     polyak,
     q_values,
     scan_updates,
@@ -66,6 +68,8 @@ class SACAgent(struct.PyTreeNode):
     temperature_opt_state: optax.OptState
     rng: jax.Array
     num_updates: jax.Array
+    reward_scale: jax.Array
+    """Divisor of the rewards the critics learn from (1 unless ``normalize_rewards``)."""
     config: SACConfig = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
 
@@ -117,6 +121,7 @@ def create_sac(config: SACConfig, obs_dim: int, action_dim: int, seed: int) -> S
         temperature_opt_state=temperature_optimizer(config).init(log_temperature),
         rng=rng,
         num_updates=jnp.zeros((), jnp.int32),
+        reward_scale=jnp.ones((), jnp.float32),
         config=config,
         action_dim=action_dim,
     )
@@ -186,12 +191,17 @@ def _select_action(
 
 
 def td_target(agent: SACAgent, batch: Batch, key: jax.Array) -> jax.Array:
-    """y = r + gamma (1 - terminated) (min_j Q_target_j(s', a') - alpha log pi(a' | s'))."""
+    """y = r + gamma (1 - terminated) (V(s', a') - alpha log pi(a' | s')), where
+    V = min_j Q_target_j - beta std_j Q_target_j (beta = ``td_disagreement_penalty``, 0 in
+    the paper: the twin minimum)."""
     config = agent.config
     next_action, next_log_prob = sample_policy(
         config, agent.action_dim, agent.actor_params, batch.next_obs, key
     )
-    next_q = q_values(config, agent.target_critic_params, batch.next_obs, next_action).min(axis=0)
+    next_q = pessimistic_value(
+        q_values(config, agent.target_critic_params, batch.next_obs, next_action),
+        config.td_disagreement_penalty,
+    )
     temperature = jnp.exp(agent.log_temperature)
     return bootstrap_target(
         batch.reward,
@@ -283,7 +293,9 @@ def update_temperature(agent: SACAgent, log_prob: jax.Array) -> tuple[SACAgent, 
 
 
 def update_step(agent: SACAgent, batch: Batch) -> tuple[SACAgent, Metrics]:
-    """One SAC update: critic step, actor step, temperature step, then the Polyak update."""
+    """One SAC update: critic step, actor step, temperature step, then the Polyak update
+    (rewards divided by ``reward_scale`` under ``normalize_rewards``)."""
+    agent, batch = normalize_batch_rewards(agent, batch)
     rng, critic_key, actor_key = jax.random.split(agent.rng, 3)
     agent, critic_metrics = update_critic(agent, batch, critic_key)
     agent, actor_metrics, log_prob = update_actor(agent, batch, actor_key)
@@ -295,7 +307,8 @@ def update_step(agent: SACAgent, batch: Batch) -> tuple[SACAgent, Metrics]:
         rng=rng,
         num_updates=agent.num_updates + 1,
     )
-    return agent, {**critic_metrics, **actor_metrics, **temperature_metrics}
+    metrics = {**critic_metrics, **actor_metrics, **temperature_metrics}
+    return agent, {**metrics, "reward_scale": agent.reward_scale}
 
 
 @jax.jit

@@ -40,6 +40,8 @@ from qscore.agents.common import (
     critic_optimizer,
     critic_step,
     gradient_step,
+    normalize_batch_rewards,
+    pessimistic_value,
     polyak,
     q_values,
     scan_updates,
@@ -70,6 +72,8 @@ class TD3Agent(struct.PyTreeNode):
     rng: jax.Array
     num_updates: jax.Array
     """Updates (critic steps) performed so far."""
+    reward_scale: jax.Array
+    """Divisor of the rewards the critics learn from (1 unless ``normalize_rewards``)."""
     config: TD3Config = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
 
@@ -111,6 +115,7 @@ def create_td3(config: TD3Config, obs_dim: int, action_dim: int, seed: int) -> T
         last_actor_loss=jnp.zeros((), jnp.float32),
         rng=rng,
         num_updates=jnp.zeros((), jnp.int32),
+        reward_scale=jnp.ones((), jnp.float32),
         config=config,
         action_dim=action_dim,
     )
@@ -153,10 +158,15 @@ def smoothed_target_action(agent: TD3Agent, next_obs: jax.Array, key: jax.Array)
 
 
 def td_target(agent: TD3Agent, batch: Batch, key: jax.Array) -> jax.Array:
-    """y = r + gamma (1 - terminated) min_j Q_target_j(s', a'), a' the smoothed target action."""
+    """y = r + gamma (1 - terminated) V(s', a'), a' the smoothed target action and
+    V = min_j Q_target_j - beta std_j Q_target_j (beta = ``td_disagreement_penalty``, 0 in
+    the paper)."""
     config = agent.config
     next_action = smoothed_target_action(agent, batch.next_obs, key)
-    next_q = q_values(config, agent.target_critic_params, batch.next_obs, next_action).min(axis=0)
+    next_q = pessimistic_value(
+        q_values(config, agent.target_critic_params, batch.next_obs, next_action),
+        config.td_disagreement_penalty,
+    )
     return bootstrap_target(batch.reward, batch.terminated, config.discount, next_q, batch.horizon)
 
 
@@ -197,6 +207,7 @@ def update_actor_and_targets(agent: TD3Agent, batch: Batch) -> TD3Agent:
 def update_step(agent: TD3Agent, batch: Batch) -> tuple[TD3Agent, Metrics]:
     """One TD3 update: the critic step, then (every ``policy_delay``-th update) the actor
     step and the target updates."""
+    agent, batch = normalize_batch_rewards(agent, batch)
     rng, critic_key = jax.random.split(agent.rng)
     agent, metrics = update_critic(agent, batch, critic_key)
     num_updates = agent.num_updates + 1
@@ -209,6 +220,7 @@ def update_step(agent: TD3Agent, batch: Batch) -> tuple[TD3Agent, Metrics]:
         **metrics,
         "actor_loss": agent.last_actor_loss,
         "actor_updated": actor_due.astype(jnp.float32),
+        "reward_scale": agent.reward_scale,
     }
     return agent, metrics
 
