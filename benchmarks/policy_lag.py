@@ -179,9 +179,7 @@ def diagnose_checkpoint(agent: QSMAgent, step: int, replay: dict, args) -> dict:
     seen = {name: values[:step] for name, values in replay.items()}
     obs = jnp.asarray(seen["obs"][-args.states :])
     action = jnp.asarray(seen["action"][-args.states :])
-    best, base = best_actions(
-        agent, obs, jax.random.PRNGKey(0), args.candidates, args.ascent_steps
-    )
+    best, base = best_actions(agent, obs, jax.random.PRNGKey(0), args.candidates, args.ascent_steps)
     cosine, ratio = alignment_per_level(agent, obs, action, jax.random.PRNGKey(2))
     return {
         "step": step,

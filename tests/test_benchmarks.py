@@ -1,6 +1,7 @@
 """The benchmark scripts run (on tiny shapes): their figures are measured, not tested, but a
 script that no longer imports or calls what it times must fail here, not in a GPU session."""
 
+import argparse
 import importlib.util
 import math
 from pathlib import Path
@@ -89,10 +90,37 @@ def test_critic_probe_and_policy_spread_on_trained_runs(tmp_path):
     bins = qsm_figures["at_bound_by_q_score_scale"].values()
     assert math.isclose(sum(b["states"] for b in bins), 1.0, rel_tol=1e-6)
     assert "q_score_scale_quantiles" not in sac_figures
+    check_policy_lag(run, sac_run)
     for replay in sac_run.glob("checkpoints/*/replay.npz"):
         replay.unlink()
     with pytest.raises(FileNotFoundError, match="has no checkpoint with a replay"):
         policy_spread.measure(sac_run, num_states=20, num_samples=4)
+
+
+def check_policy_lag(run: Path, sac_run: Path) -> None:
+    """benchmarks/policy_lag.py on a trained QSM run: a* is the best action (gap 0), uniform
+    actions are at gap 1 on average, and every figure is there and finite."""
+    policy_lag = load_script("policy_lag")
+    args = argparse.Namespace(states=32, candidates=64, ascent_steps=5, updates=[1, 3], from_step=0)
+    [figures] = policy_lag.diagnose_run(run, args)
+    assert figures["step"] == 300
+    assert set(figures["after_updates"]) == {"1", "3", "step_progress"}
+    assert math.isfinite(figures["after_updates"]["step_progress"])
+    for gaps in (figures["policy"], figures["after_updates"]["3"]):
+        assert all(math.isfinite(value) for value in gaps.values())
+        assert 0.0 <= gaps["at_bound"] <= 1.0 and 0.0 <= gaps["spread"] <= 1.0
+    assert len(figures["alignment_cosine"]) == len(figures["fitted_ratio"]) == 5
+    assert all(-1.0 <= c <= 1.0 for c in figures["alignment_cosine"])
+
+    config, agent, _, replay = policy_lag.restore_newest_with_replay(run, ("obs",))
+    obs = jnp.asarray(replay["obs"][-32:])
+    best, base = policy_lag.best_actions(agent, obs, jax.random.PRNGKey(0), 64, 5)
+    assert policy_lag.gap(agent, obs, best, best, base) == 0.0
+    uniform = jax.random.uniform(jax.random.PRNGKey(9), (16, 32, 1), minval=-1, maxval=1)
+    gaps = [policy_lag.gap(agent, obs, actions, best, base) for actions in uniform]
+    assert abs(np.mean(gaps) - 1.0) < 0.25
+    with pytest.raises(SystemExit, match="is a sac run, not qsm"):
+        policy_lag.diagnose_run(sac_run, args)
 
 
 def test_learner_speed_update_against_bound(tiny_config):
