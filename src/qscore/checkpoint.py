@@ -70,7 +70,7 @@ def save_run_checkpoint(
     run_dir: str | Path,
     step: int,
     agent: Any,
-    buffer: Any | None,
+    replay: dict[str, np.ndarray] | None,
     loop: dict[str, Any],
 ) -> Path:
     """Write checkpoint ``step`` atomically (see :func:`prune_replay` for older ones)."""
@@ -83,9 +83,9 @@ def save_run_checkpoint(
     tmp.mkdir()
     _write_synced(tmp / AGENT_FILE, agent_bytes(agent))
     _write_synced(tmp / LOOP_FILE, json.dumps(loop).encode())
-    if buffer is not None:
+    if replay is not None:  # the rows of qscore.replay.replay_state
         with open(tmp / REPLAY_FILE, "wb") as handle:
-            np.savez(handle, **buffer.state_dict())
+            np.savez(handle, **replay)
             handle.flush()
             os.fsync(handle.fileno())
     fsync_dir(tmp)

@@ -3,6 +3,7 @@ and the critics' error against the discounted returns those episodes actually ea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,33 +22,71 @@ def run_episodes(
     render_episodes: int = 1,
     trajectories: list[Trajectory] | None = None,
 ) -> np.ndarray:
-    """Returns of ``episodes`` episodes; episode i starts from ``env.reset(seed=seed + i)``.
+    """Returns of ``episodes`` episodes of one agent; episode i starts from
+    ``env.reset(seed=seed + i)``. ``frames`` and ``trajectories`` as
+    :func:`run_episodes_seeds` (for this one env)."""
 
-    When ``frames`` is a list, the frames of the first ``render_episodes`` episodes are
-    appended to it (the env must have been made with ``render_mode="rgb_array"``). When
-    ``trajectories`` is a list, each episode's :class:`Trajectory` is appended to it.
+    def act(obs: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        action, next_key = agent.act(obs[0], keys[0], explore=False)
+        return np.asarray(action)[None], np.asarray(next_key)[None]
+
+    returns = run_episodes_seeds(
+        act,
+        [env],
+        episodes,
+        [seed],
+        np.asarray(key)[None],
+        frames,
+        render_episodes,
+        None if trajectories is None else [trajectories],
+    )
+    return returns[0]
+
+
+def run_episodes_seeds(
+    act: Callable[[np.ndarray, np.ndarray], tuple[Any, Any]],
+    envs: list[gym.Env],
+    episodes: int,
+    seeds: list[int],
+    keys: np.ndarray,
+    frames: list[np.ndarray] | None = None,
+    render_episodes: int = 1,
+    trajectories: list[list[Trajectory]] | None = None,
+) -> np.ndarray:
+    """Returns (len(envs), episodes) of evaluation episodes run on all envs in lockstep.
+
+    Env i's episode e starts from ``reset(seed=seeds[i] + e)``. Each step, one call
+    ``act(observations, keys)`` gives every env's action and next key (one row each); an env
+    whose episode has ended waits, and its key does not move. With ``frames``, the frames
+    of env 0's first ``render_episodes`` episodes are appended to it (its env must render
+    ``rgb_array``); with ``trajectories``, env i's episodes go to ``trajectories[i]``.
     """
-    returns = np.zeros(episodes, np.float64)
+    returns = np.zeros((len(envs), episodes), np.float64)
+    keys = np.asarray(keys)
     for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
         record = frames is not None and episode < render_episodes
+        starts = [env.reset(seed=seed + episode)[0] for env, seed in zip(envs, seeds, strict=True)]
+        obs = [np.asarray(start, np.float32) for start in starts]
         if record:
-            frames.append(env.render())
-        done, terminated = False, False
-        seen: list[tuple[np.ndarray, np.ndarray, float]] = []
-        while not done:
-            state = np.asarray(obs, np.float32)
-            action, key = agent.act(state, key, explore=False)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            returns[episode] += float(reward)
-            seen.append((state, np.asarray(action, np.float32), float(reward)))
-            done = terminated or truncated
-            if record:
-                frames.append(env.render())
-        if trajectories is not None:
-            states, actions, rewards = zip(*seen, strict=True)
-            trajectories.append(
-                Trajectory(np.stack(states), np.stack(actions), np.asarray(rewards), terminated)
+            frames.append(envs[0].render())
+        running, terminated = np.ones(len(envs), bool), np.zeros(len(envs), bool)
+        seen: list[list[tuple]] = [[] for _ in envs]
+        while running.any():
+            actions, next_keys = act(np.stack(obs), keys)
+            actions = np.asarray(actions, np.float32)
+            keys = np.where(running[:, None], np.asarray(next_keys), keys)
+            for i in np.flatnonzero(running):
+                next_obs, reward, terminated[i], truncated, _ = envs[i].step(actions[i])
+                returns[i, episode] += float(reward)
+                seen[i].append((obs[i], actions[i], float(reward)))
+                obs[i] = np.asarray(next_obs, np.float32)
+                running[i] = not (terminated[i] or truncated)
+                if record and i == 0:
+                    frames.append(envs[0].render())
+        for i in range(len(envs) if trajectories is not None else 0):
+            states, taken, rewards = zip(*seen[i], strict=True)
+            trajectories[i].append(
+                Trajectory(np.stack(states), np.stack(taken), np.asarray(rewards), terminated[i])
             )
     return returns
 

@@ -1,4 +1,9 @@
-"""A fixed-size host (NumPy) replay buffer of transitions, aware of termination.
+"""The replay buffer: a pytree of device arrays with pure ``insert`` and ``sample``.
+
+A :class:`Replay` is a ring of ``capacity`` rows (s, a, r, s', terminated, episode end) and
+two counters. Both functions are pure and jit-friendly, so the training loop inserts the
+new transitions and samples its update batches inside one compiled call, and several
+seeds' buffers stacked on a leading axis are handled with ``jax.vmap``.
 
 A transition cut by a time limit (``truncated``) keeps its bootstrap, so it is stored as
 not terminated with its real next observation; ``episode_end`` marks both kinds of end, so
@@ -10,7 +15,13 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import struct
+
+FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "episode_end")
+"""The stored columns, in the order of :func:`insert`'s arguments."""
 
 
 class Batch(NamedTuple):
@@ -50,118 +61,146 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-class ReplayBuffer:
-    """Ring buffer of ``capacity`` transitions; sampling draws uniformly from written rows."""
+class Replay(struct.PyTreeNode):
+    """Ring buffer of transitions (rows) on the device; ``size`` rows are written, and
+    ``cursor`` is the row the next insert writes (the oldest once the buffer is full)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, capacity: int) -> None:
-        needed = replay_bytes(obs_dim, action_dim, capacity)
-        available = available_memory_bytes()
-        if available is not None and needed > 0.8 * available:
-            raise MemoryError(
-                f"a replay buffer of {capacity} transitions needs {needed / 2**30:.1f} GiB but "
-                f"only {available / 2**30:.1f} GiB of memory is available; lower --buffer-size"
-            )
-        self.capacity = capacity
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
-        self.action = np.zeros((capacity, action_dim), np.float32)
-        self.reward = np.zeros((capacity,), np.float32)
-        self.terminated = np.zeros((capacity,), np.float32)
-        self.episode_end = np.zeros((capacity,), np.float32)
-        self.size = 0
-        self.cursor = 0
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array
+    episode_end: jax.Array
+    """1 where the row ends its episode (terminated or truncated): n-step sums stop there."""
+    cursor: jax.Array
+    size: jax.Array
 
-    def __len__(self) -> int:
-        return self.size
+    @property
+    def capacity(self) -> int:
+        return self.reward.shape[-1]
 
-    def add(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        reward: float,
-        next_obs: np.ndarray,
-        terminated: bool,
-        episode_end: bool | None = None,
-    ) -> None:
-        """Write one transition over the oldest row once the buffer is full.
 
-        ``episode_end`` (terminated or truncated; default: ``terminated``) says that the next
-        row written starts a new episode.
-        """
-        row = self.cursor
-        self.obs[row] = obs
-        self.action[row] = action
-        self.reward[row] = reward
-        self.next_obs[row] = next_obs
-        self.terminated[row] = float(terminated)
-        self.episode_end[row] = float(terminated if episode_end is None else episode_end)
-        self.cursor = (row + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """The written rows, oldest first (enough to rebuild the buffer exactly)."""
-        order = np.arange(self.size)
-        if self.size == self.capacity:
-            order = (order + self.cursor) % self.capacity
-        fields = ("obs", "action", "reward", "next_obs", "terminated", "episode_end")
-        return {name: getattr(self, name)[order] for name in fields}
-
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Refill from :meth:`state_dict`; keeps the newest rows if the capacity is smaller.
-
-        A state saved before ``episode_end`` existed gets it inferred: an episode ends
-        where the next row does not start from this row's next observation.
-        """
-        state = dict(state)
-        if "episode_end" not in state:
-            state["episode_end"] = inferred_episode_ends(state)
-        rows = min(len(state["reward"]), self.capacity)
-        for name, values in state.items():
-            getattr(self, name)[:rows] = values[len(values) - rows :]
-        self.size = rows
-        self.cursor = rows % self.capacity
-
-    def sample(
-        self,
-        rng: np.random.Generator,
-        shape: tuple[int, ...],
-        n_step: int = 1,
-        discount: float = 1.0,
-        n_step_fraction: float = 1.0,
-    ) -> Batch:
-        """Rows drawn uniformly with replacement; arrays get leading axes ``shape``.
-
-        With ``n_step`` = n > 1 each row i becomes the m-step transition from s_i to
-        s_{i+m}, with reward sum_{j<m} discount^j r_{i+j}: m = n unless the episode ends
-        first (the end's ``terminated`` flag is kept) or the newest row is reached.
-        ``n_step_fraction`` = w < 1 keeps one step in each row with probability 1 - w, so
-        that the TD targets mix one-step and n-step returns.
-        """
-        if self.size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        if n_step < 1:
-            raise ValueError(f"n_step must be >= 1, got {n_step}")
-        first = rng.integers(0, self.size, size=shape)
-        last = first
-        reward = self.reward[first]  # fancy indexing copies: safe to add to
-        horizon = np.ones(shape, np.float32)
-        going = np.ones(shape, bool)
-        if n_step > 1 and n_step_fraction < 1:
-            going = rng.random(shape) < n_step_fraction
-        for j in range(1, n_step):
-            following = (last + 1) % self.capacity
-            going &= (self.episode_end[last] == 0) & (following != self.cursor)
-            last = np.where(going, following, last)
-            reward += np.where(going, discount**j * self.reward[following], 0.0)
-            horizon += going
-        return Batch(
-            obs=self.obs[first],
-            action=self.action[first],
-            reward=reward,  # float32: the buffer is, and += keeps it
-            next_obs=self.next_obs[last],
-            terminated=self.terminated[last],
-            horizon=horizon,
+def create_replay(obs_dim: int, action_dim: int, capacity: int, seeds: int | None = None) -> Replay:
+    """An empty buffer, or with ``seeds`` one per seed stacked on a leading axis; refused
+    (MemoryError) when they would take over 80% of the available memory."""
+    count = 1 if seeds is None else seeds
+    needed = count * replay_bytes(obs_dim, action_dim, capacity)
+    available = available_memory_bytes()
+    if available is not None and needed > 0.8 * available:
+        raise MemoryError(
+            f"a replay buffer of {capacity} transitions"
+            f"{f' for each of {count} seeds' if count > 1 else ''} needs"
+            f" {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB of memory is"
+            " available; lower --buffer-size"
         )
+    lead = () if seeds is None else (seeds,)
+
+    def zeros(*shape: int) -> jax.Array:
+        return jnp.zeros(lead + shape, jnp.float32)
+
+    return Replay(
+        obs=zeros(capacity, obs_dim),
+        action=zeros(capacity, action_dim),
+        reward=zeros(capacity),
+        next_obs=zeros(capacity, obs_dim),
+        terminated=zeros(capacity),
+        episode_end=zeros(capacity),
+        cursor=jnp.zeros(lead, jnp.int32),
+        size=jnp.zeros(lead, jnp.int32),
+    )
+
+
+def insert(
+    replay: Replay,
+    obs: jax.Array,
+    action: jax.Array,
+    reward: jax.Array,
+    next_obs: jax.Array,
+    terminated: jax.Array,
+    episode_end: jax.Array,
+) -> Replay:
+    """The buffer with one transition written over its oldest row once full (pure)."""
+    row = replay.cursor
+    values = (obs, action, reward, next_obs, terminated, episode_end)
+    columns = {
+        name: getattr(replay, name).at[row].set(jnp.asarray(value, jnp.float32))
+        for name, value in zip(FIELDS, values, strict=True)
+    }
+    return replay.replace(
+        **columns,
+        cursor=(row + 1) % replay.capacity,
+        size=jnp.minimum(replay.size + 1, replay.capacity),
+    )
+
+
+def sample(
+    replay: Replay,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    n_step: int = 1,
+    discount: float = 1.0,
+    n_step_fraction: float = 1.0,
+) -> Batch:
+    """Rows drawn uniformly with replacement from the written ones; arrays get leading axes
+    ``shape``. The buffer must hold at least one row.
+
+    With ``n_step`` = n > 1 each row i becomes the m-step transition from s_i to s_{i+m},
+    with reward sum_{j<m} discount^j r_{i+j}: m = n unless the episode ends first (the
+    end's ``terminated`` flag is kept) or the newest row is reached. ``n_step_fraction``
+    = w < 1 keeps one step in each row with probability 1 - w, so that the TD targets mix
+    one-step and n-step returns.
+    """
+    if n_step < 1:
+        raise ValueError(f"n_step must be >= 1, got {n_step}")
+    row_key, mix_key = jax.random.split(key)
+    first = jax.random.randint(row_key, shape, 0, jnp.maximum(replay.size, 1))
+    last, reward = first, replay.reward[first]
+    horizon = jnp.ones(shape, jnp.float32)
+    going = jnp.ones(shape, bool)
+    if n_step > 1 and n_step_fraction < 1:
+        going = jax.random.uniform(mix_key, shape) < n_step_fraction
+    for j in range(1, n_step):
+        following = (last + 1) % replay.capacity
+        going &= (replay.episode_end[last] == 0) & (following != replay.cursor)
+        last = jnp.where(going, following, last)
+        reward += jnp.where(going, discount**j * replay.reward[following], 0.0)
+        horizon += going
+    return Batch(
+        obs=replay.obs[first],
+        action=replay.action[first],
+        reward=reward,
+        next_obs=replay.next_obs[last],
+        terminated=replay.terminated[last],
+        horizon=horizon,
+    )
+
+
+def replay_state(replay: Replay) -> dict[str, np.ndarray]:
+    """The written rows on the host, oldest first (enough to rebuild the buffer exactly)."""
+    size, cursor = int(replay.size), int(replay.cursor)
+    order = np.arange(size)
+    if size == replay.capacity:
+        order = (order + cursor) % replay.capacity
+    return {name: np.asarray(getattr(replay, name))[order] for name in FIELDS}
+
+
+def load_replay(replay: Replay, state: dict[str, np.ndarray]) -> Replay:
+    """``replay`` refilled from :func:`replay_state`, keeping the newest rows if the capacity
+    is smaller. A state saved before ``episode_end`` existed gets it inferred: an episode
+    ends where the next row does not start from this row's next observation."""
+    state = dict(state)
+    if "episode_end" not in state:
+        state["episode_end"] = inferred_episode_ends(state)
+    rows = min(len(state["reward"]), replay.capacity)
+    columns = {
+        name: getattr(replay, name).at[:rows].set(np.asarray(state[name][-rows:], np.float32))
+        for name in FIELDS
+    }
+    return replay.replace(
+        **columns,
+        cursor=jnp.asarray(rows % replay.capacity, jnp.int32),
+        size=jnp.asarray(rows, jnp.int32),
+    )
 
 
 def inferred_episode_ends(state: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,9 +1,10 @@
 """The training loop: warm-up, exploration, replay, updates, evaluation, logs and checkpoints.
 
 A run can stop at any moment and continue exactly: every checkpoint holds the agent, the
-replay buffer and a :class:`LoopState` (counters, keys, the host RNG and the actions of the
-episode in progress). Training episodes start from seeded resets, so on resume the episode
-in progress is rebuilt by resetting with its seed and replaying its actions.
+replay buffer and a :class:`LoopState` (counters, the acting and sampling keys, the pending
+action and the actions of the episode in progress). Training episodes start from seeded
+resets, so on resume the episode in progress is rebuilt by resetting with its seed and
+replaying its actions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -41,10 +43,23 @@ from qscore.checkpoint import (
     step_name,
 )
 from qscore.config import ConfigError, RunConfig
+from qscore.engine import (
+    DeviceState,
+    Transitions,
+    act_seeds,
+    all_finite_seeds,
+    create_state,
+    diagnose_seeds,
+    first_actions,
+    member,
+    sample_spec,
+    stack,
+    train_step,
+)
 from qscore.envs import make_env, space_dims
-from qscore.evaluate import critic_error, run_episodes
+from qscore.evaluate import Trajectory, critic_error, run_episodes_seeds
 from qscore.logs import CsvLog, TensorBoard
-from qscore.replay import Batch, ReplayBuffer
+from qscore.replay import create_replay, load_replay, replay_state
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env's seeds start at seed + this, far from the training env's seeds."""
@@ -65,6 +80,10 @@ class TrainingDiverged(RuntimeError):
 
 class TrainingInterrupted(RuntimeError):
     """SIGINT or SIGTERM stopped training after a checkpoint was written."""
+
+    def __init__(self, message: str, status: str = "interrupted") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def package_versions() -> dict[str, str | None]:
@@ -130,7 +149,7 @@ def episode_seed(seed: int, episode: int) -> int:
 
 @dataclass
 class LoopState:
-    """Everything besides the agent and the replay buffer needed to continue a run."""
+    """Everything of one seed besides its agent and replay buffer needed to continue a run."""
 
     seed: int
     step: int = 0
@@ -141,20 +160,13 @@ class LoopState:
     best_eval: dict[str, float] | None = None
     last_eval: dict[str, float] | None = None
     elapsed_s: float = 0.0
-    host_rng_state: dict[str, Any] = field(default_factory=dict)
     act_key: list[int] = field(default_factory=list)
+    sample_key: list[int] = field(default_factory=list)
+    next_action: list[float] = field(default_factory=list)
+    """The action this seed takes at step ``step + 1`` (computed by the last device call)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def new_loop_state(seed: int) -> LoopState:
-    root = jax.random.PRNGKey(seed)
-    return LoopState(
-        seed=seed,
-        host_rng_state=np.random.default_rng(seed).bit_generator.state,
-        act_key=np.asarray(jax.random.fold_in(root, 1)).tolist(),
-    )
 
 
 def evaluation_key(seed: int, step: int) -> jax.Array:
@@ -169,11 +181,7 @@ def diagnostics_key(seed: int, step: int) -> jax.Array:
 
 
 DIAGNOSTIC_STATES = 32
-"""States of the last update batch at which the policy diagnostics are measured."""
-
-
-def _key(data: list[int]) -> jax.Array:
-    return jax.numpy.asarray(np.asarray(data, np.uint32))
+"""Replay states at which the policy diagnostics are measured when a row is logged."""
 
 
 def _check_finite_env(obs: np.ndarray, reward: float, step: int, where: str = "") -> None:
@@ -187,21 +195,19 @@ def _check_finite_env(obs: np.ndarray, reward: float, step: int, where: str = ""
         )
 
 
-def collect_transition(
-    env: Any, obs: np.ndarray, action: np.ndarray, buffer: ReplayBuffer
-) -> tuple[np.ndarray, float, bool]:
-    """Step ``env`` and store (s, a, r, s', terminated, episode end).
+def collect_transition(env: Any, obs: np.ndarray, action: np.ndarray) -> tuple:
+    """Step ``env`` from ``obs`` with ``action``: the stored row (s, a, r, s', terminated,
+    episode end) and whether the episode ended (the caller resets the env).
 
     Only ``terminated`` stops bootstrapping: a time-limit ``truncated`` end is stored as not
     terminated, with the true final observation as s' (and as an episode end, which stops
-    n-step returns). Returns s', the reward and whether
-    the episode ended (the caller resets the env).
+    n-step returns).
     """
     next_obs, reward, terminated, truncated, _ = env.step(action)
     next_obs = np.asarray(next_obs, np.float32)
     ended = bool(terminated or truncated)
-    buffer.add(obs, action, float(reward), next_obs, bool(terminated), ended)
-    return next_obs, float(reward), ended
+    row = (obs, action, float(reward), next_obs, float(terminated), float(ended))
+    return row, ended
 
 
 def start_episode(env: Any, state: LoopState) -> np.ndarray:
@@ -237,32 +243,6 @@ def _stop_signals() -> Iterator[dict[str, int]]:
             signal.signal(sig, handler)
 
 
-def _stacked(trees: list[Any]) -> Any:
-    return jax.tree_util.tree_map(lambda *leaves: jax.numpy.stack(leaves), *trees)
-
-
-def _member(tree: Any, index: int) -> Any:
-    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
-
-
-@partial(jax.jit, static_argnames=("update_fn",))
-def _update_seeds(update_fn: Any, agents: Any, batches: Batch) -> tuple[Any, dict]:
-    """One update of every seed's agent: ``update_fn`` vmapped over the leading seed axis."""
-    return jax.vmap(update_fn)(agents, batches)
-
-
-@partial(jax.jit, static_argnames=("explore",))
-def _act_seeds(agents: Any, obs: jax.Array, keys: jax.Array, explore: bool) -> tuple:
-    """One action per seed from that seed's agent and observation."""
-    return jax.vmap(lambda agent, o, k: agent.policy(o, k, explore))(agents, obs, keys)
-
-
-@partial(jax.jit, static_argnames=("diagnose_fn",))
-def _diagnose_seeds(diagnose_fn: Any, agents: Any, obs: jax.Array, keys: jax.Array) -> dict:
-    """The algorithm's policy diagnostics for every seed (obs and keys with a seed axis)."""
-    return jax.vmap(diagnose_fn)(agents, obs, keys)
-
-
 @dataclass
 class SeedRun:
     """The host-side objects of one seed of a run."""
@@ -271,13 +251,26 @@ class SeedRun:
     run_dir: Path
     env: Any
     eval_env: Any
-    buffer: ReplayBuffer
     state: LoopState
-    host_rng: np.random.Generator = field(default_factory=np.random.default_rng)
     obs: np.ndarray | None = None
     train_log: CsvLog | None = None
     eval_log: CsvLog | None = None
     board: TensorBoard | None = None
+
+    def step_env(self, action: np.ndarray, step: int, where: str) -> tuple:
+        """One training step of this seed's env: the stored row; resets at an episode end."""
+        row, ended = collect_transition(self.env, self.obs, action)
+        _check_finite_env(row[3], row[2], step, where)
+        self.state.episode_return += row[2]
+        self.state.episode_actions.append(action.tolist())
+        if ended:
+            self.state.window_returns.append(self.state.episode_return)
+            self.state.episodes += 1
+            self.state.episode_return, self.state.episode_actions = 0.0, []
+            self.obs = start_episode(self.env, self.state)
+        else:
+            self.obs = row[3]
+        return row
 
 
 def _scaled(reward: float, factor: float) -> float:
@@ -292,16 +285,19 @@ def seed_dirs(run_dir: Path, seeds: list[int]) -> list[Path]:
     return [run_dir / f"seed_{seed}" for seed in seeds]
 
 
-def _new_seed_run(config: RunConfig, seed: int, run_dir: Path, state: LoopState) -> SeedRun:
-    """Envs and an empty replay buffer for one seed of ``config``."""
+def _new_seed_run(config: RunConfig, seed: int, run_dir: Path) -> SeedRun:
+    """Envs and a fresh loop state for one seed of ``config``."""
     cfg = seed_config(config, seed)
     tc = cfg.train
     env = make_env(tc.env_id, seed=seed, action_repeat=tc.action_repeat)
     if tc.reward_scale != 1.0:
         env = gym.wrappers.TransformReward(env, partial(_scaled, factor=tc.reward_scale))
     eval_env = make_env(tc.env_id, seed=seed + EVAL_SEED_OFFSET, action_repeat=tc.action_repeat)
-    buffer = ReplayBuffer(*space_dims(env), min(tc.buffer_size, tc.total_steps))
-    return SeedRun(cfg, run_dir, env, eval_env, buffer, state)
+    return SeedRun(cfg, run_dir, env, eval_env, LoopState(seed=seed))
+
+
+def replay_capacity(config: RunConfig) -> int:
+    return min(config.train.buffer_size, config.train.total_steps)
 
 
 def train(
@@ -333,18 +329,17 @@ def train_seeds(
     multi = len(seeds) > 1
     dirs = seed_dirs(run_dir, seeds) if multi else [run_dir]
     algorithm = get_algorithm(config.algo)
-    runs, agents = [], []
-    for seed, folder in zip(seeds, dirs, strict=True):
-        run = _new_seed_run(config, seed, folder, new_loop_state(seed))
-        runs.append(run)
-        agents.append(algorithm.create(run.config.agent, *space_dims(run.env), seed))
+    runs = [_new_seed_run(config, seed, folder) for seed, folder in zip(seeds, dirs, strict=True)]
+    dims = space_dims(runs[0].env)
+    agents = [algorithm.create(run.config.agent, *dims, run.state.seed) for run in runs]
+    device = create_state(agents, seeds, dims, replay_capacity(config))
     prepare_run_dir(run_dir, overwrite)
     if multi:
         atomic_write_json(run_dir / SEEDS_FILE, {"seeds": seeds, "algo": config.algo})
     for run in runs:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run.run_dir / "config.json", {**run.config.to_dict(), **run_metadata()})
-    return _run(config, runs, _stacked(agents), progress)
+    return Loop(config, runs, device).run(progress)
 
 
 def run_seeds(run_dir: str | Path) -> list[int] | None:
@@ -372,79 +367,215 @@ def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> 
             f"{run_dir} already ran {common_step} steps; pass a larger --steps to extend it"
         )
     algorithm = get_algorithm(config.algo)
-    runs, agents = [], []
-    for seed, folder in zip(seeds, dirs, strict=True):
-        run = _new_seed_run(config, seed, folder, new_loop_state(seed))
-        template = algorithm.create(run.config.agent, *space_dims(run.env), seed)
-        checkpoint = checkpoint_dir(folder) / step_name(common_step)
-        agent, loop, saved_buffer = load_run_checkpoint(checkpoint, template)
-        if saved_buffer is None:
-            raise RunDirError(f"{checkpoint} holds no replay buffer and cannot be resumed")
-        run.buffer.load_state(saved_buffer)
-        run.state = LoopState(**loop)
-        runs.append(run)
-        agents.append(agent)
-    return _run(config, runs, _stacked(agents), progress)
-
-
-def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) -> list[dict]:
-    """The loop, for every seed at once: all seeds share the step counter."""
-    tc, ac = config.train, config.agent
-    algorithm = get_algorithm(config.algo)
-    action_dim = space_dims(runs[0].env)[1]
-    start_step = runs[0].state.step
+    runs = [_new_seed_run(config, seed, folder) for seed, folder in zip(seeds, dirs, strict=True)]
+    dims = space_dims(runs[0].env)
+    agents, replays = [], []
     for run in runs:
-        run.host_rng.bit_generator.state = run.state.host_rng_state
-        run.train_log = CsvLog.resume(run.run_dir / "train.csv", start_step)
-        run.eval_log = CsvLog.resume(run.run_dir / "eval.csv", start_step, EVAL_COLUMNS)
-        run.board = TensorBoard(
-            run.run_dir / "tensorboard", purge_step=start_step + 1 if start_step else None
-        )
-        run.obs = start_episode(run.env, run.state)
-    act_keys = jax.numpy.stack([_key(run.state.act_key) for run in runs])
-    clock_start = time.perf_counter() - runs[0].state.elapsed_s
-    window_start, window_steps = time.perf_counter(), 0
-    metrics: dict[str, jax.Array] = {}
-    batches: Batch | None = None
-    statuses = ["completed"] * len(runs)
+        template = algorithm.create(run.config.agent, *dims, run.state.seed)
+        checkpoint = checkpoint_dir(run.run_dir) / step_name(common_step)
+        agent, loop, saved_replay = load_run_checkpoint(checkpoint, template)
+        if saved_replay is None:
+            raise RunDirError(f"{checkpoint} holds no replay buffer and cannot be resumed")
+        if "sample_key" not in loop:
+            raise RunDirError(f"{checkpoint} was written by an older qscore and cannot be resumed")
+        run.state = LoopState(**loop)
+        agents.append(agent)
+        replays.append(saved_replay)
+    return Loop(config, runs, restored_state(config, runs, agents, replays, dims)).run(progress)
 
-    def save(step: int) -> None:
-        finite = np.asarray(_all_finite_seeds(agents))
-        for i in range(len(runs)):
-            if not finite[i]:
-                raise TrainingDiverged(f"non-finite network parameters at step {step}{tag(i)}")
-        for i, run in enumerate(runs):
-            run.state.step = step
-            run.state.elapsed_s = time.perf_counter() - clock_start
-            run.state.host_rng_state = run.host_rng.bit_generator.state
-            run.state.act_key = np.asarray(act_keys[i]).tolist()
-            save_run_checkpoint(
-                run.run_dir, step, _member(agents, i), run.buffer, run.state.to_json()
+
+def restored_state(config: RunConfig, runs: list[SeedRun], agents, replays, dims) -> DeviceState:
+    """The device state of resumed seeds: their agents, refilled buffers and saved keys."""
+    empty = create_replay(*dims, replay_capacity(config))
+    return DeviceState(
+        agents=stack(agents),
+        replays=stack([load_replay(empty, replay) for replay in replays]),
+        act_keys=jax.numpy.stack([_key(run.state.act_key) for run in runs]),
+        sample_keys=jax.numpy.stack([_key(run.state.sample_key) for run in runs]),
+    )
+
+
+def _key(data: list[int]) -> jax.Array:
+    return jax.numpy.asarray(np.asarray(data, np.uint32))
+
+
+class Loop:
+    """The training loop over every seed of a run at once: all seeds share the step counter.
+
+    Each step, the host steps every seed's environment with the actions it holds, and one
+    compiled call (:func:`qscore.engine.train_step`) stores the transitions, updates the
+    agents and returns the next actions. Logging, evaluation and checkpoints come every
+    ``--log-every``, ``--eval-every`` and ``--checkpoint-every`` steps.
+    """
+
+    def __init__(self, config: RunConfig, runs: list[SeedRun], device: DeviceState) -> None:
+        self.config, self.runs, self.device = config, runs, device
+        self.algorithm = get_algorithm(config.algo)
+        self.spec = sample_spec(config.agent)
+        self.action_dim = space_dims(runs[0].env)[1]
+        self.metrics: dict[str, jax.Array] = {}
+        self.pool = ThreadPoolExecutor(len(runs)) if len(runs) > 1 else None
+        self.start_step = runs[0].state.step
+        self.clock_start = time.perf_counter() - runs[0].state.elapsed_s
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+    def run(self, progress: bool) -> list[dict]:
+        """Train to ``total_steps``; write every seed's summary.json whatever happens."""
+        tc = self.config.train
+        self._open_logs()
+        actions = self._pending_actions()
+        bar = tqdm(
+            total=tc.total_steps,
+            initial=self.start_step,
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+        step, statuses = self.start_step, ["completed"] * len(self.runs)
+        try:
+            with _stop_signals() as stop:
+                for step in range(self.start_step + 1, tc.total_steps + 1):
+                    actions = self._step(step, actions)
+                    bar.update(1)
+                    self._periodic(step, actions, stop, bar)
+        except TrainingDiverged as error:
+            statuses = [f"diverged: {error}"] * len(self.runs)
+            last = latest_checkpoint(self.runs[0].run_dir)
+            raise TrainingDiverged(
+                f"{error}; training stopped. Last good checkpoint: {last or 'none'}"
+            ) from None
+        except TrainingInterrupted as interrupted:
+            statuses = [str(interrupted.status)] * len(self.runs)
+            raise
+        except BaseException as error:
+            statuses = [f"stopped at step {step}: {type(error).__name__}"] * len(self.runs)
+            raise
+        finally:
+            bar.close()
+            if self.pool is not None:
+                self.pool.shutdown()
+            summaries = self._write_summaries(step, statuses)
+        return summaries
+
+    def _open_logs(self) -> None:
+        for run in self.runs:
+            run.train_log = CsvLog.resume(run.run_dir / "train.csv", self.start_step)
+            run.eval_log = CsvLog.resume(run.run_dir / "eval.csv", self.start_step, EVAL_COLUMNS)
+            purge = self.start_step + 1 if self.start_step else None
+            run.board = TensorBoard(run.run_dir / "tensorboard", purge_step=purge)
+            run.obs = start_episode(run.env, run.state)
+
+    def _pending_actions(self) -> np.ndarray:
+        """The actions of the next step: saved with a resumed run, computed for a new one."""
+        if self.start_step > 0:
+            return np.asarray([run.state.next_action for run in self.runs], np.float32)
+        obs = np.stack([run.obs for run in self.runs])
+        warmup = self.config.train.warmup_steps >= 1
+        self.device, actions = first_actions(
+            self.device, obs, warmup_action=warmup, action_dim=self.action_dim
+        )
+        return np.asarray(actions)
+
+    def _step(self, step: int, actions: np.ndarray) -> np.ndarray:
+        """Step every seed's env with ``actions``; one device call returns the next ones."""
+        rows = self._step_envs(step, actions)
+        transitions = Transitions(*(np.stack(column) for column in zip(*rows, strict=True)))
+        next_obs = np.stack([run.obs for run in self.runs])
+        warmup = self.config.train.warmup_steps
+        self.device, next_actions, metrics = train_step(
+            self.device,
+            transitions,
+            next_obs,
+            update_fn=self.algorithm.update,
+            spec=self.spec,
+            updates=step > warmup,
+            warmup_action=step + 1 <= warmup,
+            action_dim=self.action_dim,
+        )
+        if metrics:
+            self.metrics = metrics
+        self.window_steps += 1
+        return np.asarray(next_actions)
+
+    def _step_envs(self, step: int, actions: np.ndarray) -> list[tuple]:
+        """Every seed's env stepped once (in threads when there are several seeds)."""
+        tags = [self._tag(i) for i in range(len(self.runs))]
+        if self.pool is None:
+            return [self.runs[0].step_env(actions[0], step, tags[0])]
+        calls = zip(self.runs, actions, tags, strict=True)
+        futures = [self.pool.submit(run.step_env, a, step, tag) for run, a, tag in calls]
+        return [future.result() for future in futures]
+
+    def _periodic(self, step: int, actions: np.ndarray, stop: dict, bar: tqdm) -> None:
+        """Logs, evaluations and checkpoints that fall on ``step``; stops on a signal."""
+        tc = self.config.train
+        last = step == tc.total_steps
+        if step % tc.log_every == 0 or last or stop:
+            self._log(step)
+        if (tc.eval_every and step % tc.eval_every == 0) or last:
+            self._evaluate(step)
+            shown = np.mean([run.state.last_eval["return_mean"] for run in self.runs])
+            bar.set_postfix(eval_return=f"{shown:.1f}")
+        if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or last or stop:
+            self._save(step, actions)
+        if stop and not last:
+            name = signal.Signals(stop["signal"]).name
+            where = self.runs[0].run_dir if len(self.runs) == 1 else self.runs[0].run_dir.parent
+            raise TrainingInterrupted(
+                f"{name} received: stopped at step {step} with a checkpoint; continue "
+                f"with: qscore train --resume {where}",
+                status=f"interrupted by {name} at step {step}",
             )
-        for run in runs:  # only once every seed has its new checkpoint
+
+    def _tag(self, i: int) -> str:
+        return f" (seed {self.runs[i].state.seed})" if len(self.runs) > 1 else ""
+
+    def _save(self, step: int, actions: np.ndarray) -> None:
+        """A checkpoint of every seed (refused while any parameter is non-finite)."""
+        finite = np.asarray(all_finite_seeds(self.device.agents))
+        for i in range(len(self.runs)):
+            if not finite[i]:
+                raise TrainingDiverged(
+                    f"non-finite network parameters at step {step}{self._tag(i)}"
+                )
+        act_keys, sample_keys = (
+            np.asarray(self.device.act_keys),
+            np.asarray(self.device.sample_keys),
+        )
+        for i, run in enumerate(self.runs):
+            run.state.step = step
+            run.state.elapsed_s = time.perf_counter() - self.clock_start
+            run.state.act_key, run.state.sample_key = act_keys[i].tolist(), sample_keys[i].tolist()
+            run.state.next_action = actions[i].tolist()
+            replay = replay_state(member(self.device.replays, i))
+            agent = member(self.device.agents, i)
+            save_run_checkpoint(run.run_dir, step, agent, replay, run.state.to_json())
+        for run in self.runs:  # only once every seed has its new checkpoint
             prune_replay(run.run_dir)
 
-    def tag(i: int) -> str:
-        return f" (seed {runs[i].state.seed})" if len(runs) > 1 else ""
-
-    def evaluate(step: int) -> None:
-        for i, run in enumerate(runs):
-            agent, trajectories = _member(agents, i), []
-            returns = run_episodes(
-                agent,
-                run.eval_env,
-                tc.eval_episodes,
-                run.state.seed + EVAL_SEED_OFFSET,
-                evaluation_key(run.state.seed, step),
-                trajectories=trajectories,
-            )
+    def _evaluate(self, step: int) -> None:
+        """Evaluation episodes of every seed, all seeds acting through one batched call."""
+        tc, agents = self.config.train, self.device.agents
+        seeds = [run.state.seed for run in self.runs]
+        trajectories: list[list[Trajectory]] = [[] for _ in self.runs]
+        keys = np.stack([np.asarray(evaluation_key(seed, step)) for seed in seeds])
+        returns = run_episodes_seeds(
+            partial(act_seeds, agents, explore=False),
+            [run.eval_env for run in self.runs],
+            tc.eval_episodes,
+            [seed + EVAL_SEED_OFFSET for seed in seeds],
+            keys,
+            trajectories=trajectories,
+        )
+        for i, run in enumerate(self.runs):
             result = {
                 "step": step,
-                "return_mean": float(returns.mean()),
-                "return_std": float(returns.std()),
-                "episodes": len(returns),
-                "wall_time": time.perf_counter() - clock_start,
-                **critic_error(agent, trajectories),
+                "return_mean": float(returns[i].mean()),
+                "return_std": float(returns[i].std()),
+                "episodes": tc.eval_episodes,
+                "wall_time": time.perf_counter() - self.clock_start,
+                **critic_error(member(agents, i), trajectories[i]),
             }
             run.eval_log.append(result)
             logged = ("return_mean", "q_bias", "q_relative_error")
@@ -453,141 +584,49 @@ def _run(config: RunConfig, runs: list[SeedRun], agents: Any, progress: bool) ->
             best = run.state.best_eval
             if best is None or result["return_mean"] > best["return_mean"]:
                 run.state.best_eval = {"step": step, "return_mean": result["return_mean"]}
-        shown = np.mean([run.state.last_eval["return_mean"] for run in runs])
-        bar.set_postfix(eval_return=f"{shown:.1f}")
 
-    def log(step: int) -> None:
-        nonlocal window_start, window_steps, metrics
+    def _log(self, step: int) -> None:
+        """A row of train.csv per seed: the last update's metrics (fetched from the device
+        only now), the policy diagnostics and the episodes finished since the last row."""
         now = time.perf_counter()
-        if algorithm.diagnose is not None and batches is not None:
-            keys = jax.numpy.stack([diagnostics_key(run.state.seed, step) for run in runs])
-            obs = batches.obs[:, 0, :DIAGNOSTIC_STATES]
-            metrics = {**metrics, **_diagnose_seeds(algorithm.diagnose, agents, obs, keys)}
-        for i, run in enumerate(runs):
+        metrics = dict(self.metrics)
+        if self.algorithm.diagnose is not None and metrics:
+            keys = jax.numpy.stack([diagnostics_key(run.state.seed, step) for run in self.runs])
+            diagnose = self.algorithm.diagnose
+            metrics.update(diagnose_seeds(diagnose, self.device, keys, DIAGNOSTIC_STATES))
+        for i, run in enumerate(self.runs):
             row: dict[str, Any] = {"step": step, "episodes": run.state.episodes}
             row.update(_episode_stats(run.state.window_returns))
             scalars = {name: float(value[i]) for name, value in metrics.items()}
             bad = sorted(name for name, value in scalars.items() if not math.isfinite(value))
             if bad:
-                raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {step}{tag(i)}")
+                raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {step}{self._tag(i)}")
             row.update(scalars)
-            row["steps_per_sec"] = window_steps / max(now - window_start, 1e-9)
-            row["wall_time"] = now - clock_start
+            row["steps_per_sec"] = self.window_steps / max(now - self.window_start, 1e-9)
+            row["wall_time"] = now - self.clock_start
             run.train_log.append(row)
             run.board.scalars("train", {k: v for k, v in row.items() if k != "step"}, step)
             run.state.window_returns = []
-        window_start, window_steps = now, 0
+        self.window_start, self.window_steps = now, 0
 
-    bar = tqdm(
-        total=tc.total_steps,
-        initial=start_step,
-        unit="step",
-        disable=not progress,
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
-    step = start_step
-    try:
-        with _stop_signals() as stop:
-            for step in range(start_step + 1, tc.total_steps + 1):
-                if step <= tc.warmup_steps:
-                    actions = [
-                        run.host_rng.uniform(-1.0, 1.0, action_dim).astype(np.float32)
-                        for run in runs
-                    ]
-                else:
-                    obs = np.stack([run.obs for run in runs])
-                    batch_actions, act_keys = _act_seeds(agents, obs, act_keys, True)
-                    actions = list(np.asarray(batch_actions))
-                for i, run in enumerate(runs):
-                    next_obs, reward, ended = collect_transition(
-                        run.env, run.obs, actions[i], run.buffer
-                    )
-                    _check_finite_env(next_obs, reward, step, tag(i))
-                    run.state.episode_return += reward
-                    run.state.episode_actions.append(actions[i].tolist())
-                    if ended:
-                        run.state.window_returns.append(run.state.episode_return)
-                        run.state.episodes += 1
-                        run.state.episode_return, run.state.episode_actions = 0.0, []
-                        run.obs = start_episode(run.env, run.state)
-                    else:
-                        run.obs = next_obs
-
-                if step > tc.warmup_steps:
-                    batches = _stacked_batches(
-                        [
-                            run.buffer.sample(
-                                run.host_rng,
-                                (ac.utd, ac.batch_size),
-                                ac.n_step,
-                                ac.discount,
-                                ac.n_step_fraction,
-                            )
-                            for run in runs
-                        ]
-                    )
-                    agents, metrics = _update_seeds(algorithm.update, agents, batches)
-
-                window_steps += 1
-                bar.update(1)
-                if step % tc.log_every == 0 or step == tc.total_steps or stop:
-                    log(step)
-                if (tc.eval_every and step % tc.eval_every == 0) or step == tc.total_steps:
-                    evaluate(step)
-                periodic = tc.checkpoint_every and step % tc.checkpoint_every == 0
-                if periodic or step == tc.total_steps or stop:
-                    save(step)
-                if stop and step < tc.total_steps:
-                    name = signal.Signals(stop["signal"]).name
-                    statuses = [f"interrupted by {name} at step {step}"] * len(runs)
-                    where = runs[0].run_dir if len(runs) == 1 else runs[0].run_dir.parent
-                    raise TrainingInterrupted(
-                        f"{name} received: stopped at step {step} with a checkpoint; continue "
-                        f"with: qscore train --resume {where}"
-                    )
-    except TrainingDiverged as error:
-        statuses = [f"diverged: {error}"] * len(runs)
-        last = latest_checkpoint(runs[0].run_dir)
-        raise TrainingDiverged(
-            f"{error}; training stopped. Last good checkpoint: {last or 'none'}"
-        ) from None
-    except TrainingInterrupted:
-        raise
-    except BaseException as error:
-        statuses = [f"stopped at step {step}: {type(error).__name__}"] * len(runs)
-        raise
-    finally:
-        bar.close()
+    def _write_summaries(self, step: int, statuses: list[str]) -> list[dict]:
         summaries = []
-        for run, status in zip(runs, statuses, strict=True):
+        for run, status in zip(self.runs, statuses, strict=True):
             run.board.close()
             summary = {
                 "status": status,
-                "algo": config.algo,
-                "env_id": tc.env_id,
+                "algo": self.config.algo,
+                "env_id": self.config.train.env_id,
                 "seed": run.state.seed,
                 "final_eval": run.state.last_eval,
                 "best_eval": run.state.best_eval,
                 "steps": step,
                 "episodes": run.state.episodes,
-                "total_time_s": time.perf_counter() - clock_start,
+                "total_time_s": time.perf_counter() - self.clock_start,
             }
             atomic_write_json(run.run_dir / "summary.json", summary)
             summaries.append(summary)
-    return summaries
-
-
-@jax.jit
-def _all_finite_seeds(agents: Any) -> jax.Array:
-    """Per seed: whether every array of its agent is finite."""
-    leaves = jax.tree_util.tree_leaves(agents)
-    per_leaf = [jax.numpy.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in leaves]
-    return jax.numpy.stack(per_leaf).all(axis=0)
-
-
-def _stacked_batches(batches: list[Batch]) -> Batch:
-    return Batch(*(np.stack(column) for column in zip(*batches, strict=True)))
+        return summaries
 
 
 def _episode_stats(returns: list[float]) -> dict[str, float]:
