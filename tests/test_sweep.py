@@ -124,3 +124,13 @@ def test_ray_backend_on_a_local_ray_instance(tmp_path):
         report=lambda r: None,
     )  # fmt: skip
     assert [r["status"] for r in again] == ["skipped (finished)"] * 2
+
+
+def test_local_workers_share_a_gpu_memory():
+    from qscore.sweep import GPU_MEMORY_SHARE, worker_environment
+
+    assert worker_environment(1, {}) == {}
+    share = float(worker_environment(4, {})["XLA_PYTHON_CLIENT_MEM_FRACTION"])
+    assert share == pytest.approx(GPU_MEMORY_SHARE / 4, abs=1e-3)
+    assert 4 * share <= 0.9
+    assert worker_environment(4, {"XLA_PYTHON_CLIENT_MEM_FRACTION": ".5"}) == {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import tomllib
 import traceback
 from collections.abc import Callable, Iterable
@@ -158,11 +159,26 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         }
 
 
+GPU_MEMORY_SHARE = 0.9
+"""Share of a GPU's memory that the workers of one local sweep take together."""
+
+
+def worker_environment(workers: int, environ: dict[str, str]) -> dict[str, str]:
+    """Environment variables for ``workers`` processes sharing one GPU: each preallocates
+    ``GPU_MEMORY_SHARE / workers`` of its memory (JAX's default, 75% each, would let only
+    one start). A fraction the user set in ``environ`` is kept."""
+    if workers <= 1 or "XLA_PYTHON_CLIENT_MEM_FRACTION" in environ:
+        return {}
+    return {"XLA_PYTHON_CLIENT_MEM_FRACTION": f"{GPU_MEMORY_SHARE / workers:.3f}"}
+
+
 def run_local(cells: list[Cell], workers: int) -> Iterable[dict[str, Any]]:
-    """Cells on a pool of ``workers`` fresh (spawned) processes; results as they finish."""
+    """Cells on a pool of ``workers`` fresh (spawned) processes, which share a GPU where
+    there is one (:func:`worker_environment`); results as they finish."""
     if workers <= 1:
         yield from map(run_cell, cells)
         return
+    os.environ.update(worker_environment(workers, dict(os.environ)))  # spawned children inherit
     context = multiprocessing.get_context("spawn")  # JAX is not fork-safe
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         for future in as_completed([pool.submit(run_cell, cell) for cell in cells]):

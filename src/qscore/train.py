@@ -66,6 +66,9 @@ EVAL_SEED_OFFSET = 1_000_003
 
 PACKAGES = ("qscore", "jax", "jaxlib", "flax", "optax", "numpy", "gymnasium", "mujoco")
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "episodes", "wall_time"]
+THREADED_ENVS = True
+"""Step the seeds' environments in threads (MuJoCo releases the GIL while it simulates);
+False steps them one after another (benchmarks/throughput.py compares the two)."""
 SEEDS_FILE = "seeds.json"
 """Marks a multi-seed run directory: ``{"seeds": [...], "algo": ...}``."""
 
@@ -414,7 +417,8 @@ class Loop:
         self.spec = sample_spec(config.agent)
         self.action_dim = space_dims(runs[0].env)[1]
         self.metrics: dict[str, jax.Array] = {}
-        self.pool = ThreadPoolExecutor(len(runs)) if len(runs) > 1 else None
+        threaded = THREADED_ENVS and len(runs) > 1
+        self.pool = ThreadPoolExecutor(len(runs)) if threaded else None
         self.start_step = runs[0].state.step
         self.clock_start = time.perf_counter() - runs[0].state.elapsed_s
         self.window_start, self.window_steps = time.perf_counter(), 0
@@ -501,9 +505,9 @@ class Loop:
     def _step_envs(self, step: int, actions: np.ndarray) -> list[tuple]:
         """Every seed's env stepped once (in threads when there are several seeds)."""
         tags = [self._tag(i) for i in range(len(self.runs))]
+        calls = list(zip(self.runs, actions, tags, strict=True))
         if self.pool is None:
-            return [self.runs[0].step_env(actions[0], step, tags[0])]
-        calls = zip(self.runs, actions, tags, strict=True)
+            return [run.step_env(a, step, tag) for run, a, tag in calls]
         futures = [self.pool.submit(run.step_env, a, step, tag) for run, a, tag in calls]
         return [future.result() for future in futures]
 
