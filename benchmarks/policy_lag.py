@@ -21,7 +21,8 @@ each checkpoint at or after ``--from-step``:
   at noised replay actions, and |eps_theta| / |eps*| (how much of its target it has fitted);
 * ``at_bound`` and ``spread`` of chain samples.
 
-Usage: python benchmarks/policy_lag.py RUN_DIR [RUN_DIR ...] [--json PATH]
+Usage: python benchmarks/policy_lag.py RUN_DIR [RUN_DIR ...] [--json PATH] [--plot PNG]
+       python benchmarks/policy_lag.py --from-json PATH --plot PNG
 """
 
 from __future__ import annotations
@@ -217,20 +218,60 @@ def summary_line(run_dir: Path, figures: dict) -> str:
     )
 
 
+def plot(results: dict[str, list[dict]], path: Path) -> Path:
+    """Gaps over training (solid: now; dashed: after the most actor updates on the frozen
+    critic), the spread of the policy, and the alignment per noise level at the last
+    checkpoint, one colour per run (runs named ``.../VARIANT/seed_S`` share a colour)."""
+    from qscore.plot import pyplot, save_png
+
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    variants = sorted({Path(run).parent.name or run for run in results})
+    colours = {v: f"C{i}" for i, v in enumerate(variants)}
+    for run, checkpoints in results.items():
+        colour, label = colours[Path(run).parent.name or run], Path(run).parent.name
+        steps = [c["step"] for c in checkpoints]
+        longest = max((k for k in checkpoints[0]["after_updates"] if k.isdigit()), key=int)
+        axes[0].plot(
+            steps, [c["policy"]["mode"] for c in checkpoints], "o-", color=colour, label=label
+        )
+        after = [c["after_updates"][longest]["mode"] for c in checkpoints]
+        axes[0].plot(steps, after, "x--", color=colour)
+        axes[1].plot(steps, [c["policy"]["spread"] for c in checkpoints], "o-", color=colour)
+        cosine = checkpoints[-1]["alignment_cosine"]
+        axes[2].plot(range(1, len(cosine) + 1), cosine, color=colour, marker="o")
+    axes[0].set(xlabel="environment step", ylabel="normalised Q-gap of the chain's mode")
+    axes[0].set_title(f"solid: policy; dashed: after {longest} actor updates, critic frozen")
+    axes[1].set(xlabel="environment step", ylabel="spread of samples for one state")
+    axes[2].set(xlabel="noise level k", ylabel="cosine(-eps_theta, grad_a Q)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    axes[0].legend(unique.values(), unique.keys(), fontsize=8)
+    figure.tight_layout()
+    return save_png(figure, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="QSM run directories (one seed each)")
+    parser.add_argument("runs", nargs="*", type=Path, help="QSM run directories (one seed each)")
     parser.add_argument("--states", type=int, default=512, help="replay states per checkpoint")
     parser.add_argument("--candidates", type=int, default=256, help="uniform candidates for a*")
     parser.add_argument("--ascent-steps", type=int, default=50, help="refinement steps of a*")
     parser.add_argument("--updates", type=int, nargs="+", default=[1, 100, 1000])
     parser.add_argument("--from-step", type=int, default=0, help="skip earlier checkpoints")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--plot", type=Path, help="draw them to this PNG")
+    parser.add_argument("--from-json", type=Path, help="plot figures written before by --json")
     args = parser.parse_args()
-    results = {str(run): diagnose_run(run, args) for run in args.runs}
-    if args.json:
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+    else:
+        results = {str(run): diagnose_run(run, args) for run in args.runs}
+    if args.json and not args.from_json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        print(f"wrote {plot(results, args.plot)}")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,7 @@ def check_policy_lag(run: Path, sac_run: Path) -> None:
         assert 0.0 <= gaps["at_bound"] <= 1.0 and 0.0 <= gaps["spread"] <= 1.0
     assert len(figures["alignment_cosine"]) == len(figures["fitted_ratio"]) == 5
     assert all(-1.0 <= c <= 1.0 for c in figures["alignment_cosine"])
+    assert policy_lag.plot({str(run): [figures]}, run.parent / "lag.png").stat().st_size > 0
 
     config, agent, _, replay = policy_lag.restore_newest_with_replay(run, ("obs",))
     obs = jnp.asarray(replay["obs"][-32:])

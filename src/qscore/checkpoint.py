@@ -28,6 +28,7 @@ from flax import serialization
 from qscore.agents import get_algorithm
 from qscore.atomic import fsync_dir
 from qscore.config import RunConfig
+from qscore.rundir import read_config
 
 Agent = TypeVar("Agent")
 
@@ -169,7 +170,7 @@ def restore_newest_with_replay(
     from qscore.envs import make_env, space_dims
 
     run_dir = Path(run_dir)
-    config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    config = RunConfig.from_dict(read_config(run_dir))
     env = make_env(config.train.env_id)
     obs_dim, action_dim = space_dims(env)
     env.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import sys
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -251,14 +250,9 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _saved_config(run_dir: Path) -> dict[str, Any]:
     """config.json of a single-seed run, or of the first seed of a multi-seed run."""
-    from qscore.train import RunDirError, run_seeds, seed_dirs
+    from qscore.rundir import read_config
 
-    seeds = run_seeds(run_dir)
-    folder = seed_dirs(run_dir, seeds)[0] if seeds else run_dir
-    path = folder / "config.json"
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a run directory (no config.json)")
-    return json.loads(path.read_text())
+    return read_config(run_dir)
 
 
 def resume_config(args: argparse.Namespace) -> RunConfig:
@@ -267,7 +261,7 @@ def resume_config(args: argparse.Namespace) -> RunConfig:
     Only ``--steps`` may differ (to extend a run); any other differing flag or a different
     version of a package the results depend on is an error.
     """
-    from qscore.train import package_versions
+    from qscore.rundir import package_versions
 
     run_dir = args.resume
     saved = _saved_config(run_dir)
@@ -344,7 +338,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from qscore.checkpoint import latest_checkpoint, restore_agent
     from qscore.envs import make_env, space_dims
     from qscore.evaluate import run_episodes
-    from qscore.train import RunDirError, run_seeds
+    from qscore.rundir import RunDirError, run_seeds
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
@@ -522,7 +516,8 @@ def _algo_of(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qscore.train import RunDirError, TrainingDiverged, TrainingInterrupted
+    from qscore.rundir import RunDirError
+    from qscore.train import TrainingDiverged, TrainingInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_algo_of(argv)).parse_args(argv)

@@ -47,7 +47,8 @@ from qscore.atomic import atomic_write_json
 from qscore.bandit import DEFAULT_WIDTH, OBS_DIM, bandit_env_id, bump_reward, default_peaks
 from qscore.checkpoint import list_checkpoints, load_agent
 from qscore.config import ConfigError, RunConfig, make_config
-from qscore.train import check_run_dir, train
+from qscore.rundir import check_run_dir
+from qscore.train import train
 
 DEMOS = ("multimodal",)
 """Names accepted by ``qscore demo``."""

@@ -92,6 +92,7 @@ def _run_curve(run_dir: Path, label: str | None = None) -> tuple[str, str, int, 
 
 
 def _sweep_runs(sweep_dir: Path) -> list[tuple[str, str, int, Path]]:
+    from qscore.rundir import cell_dir
     from qscore.sweep import sweep_cells
 
     try:
@@ -102,15 +103,14 @@ def _sweep_runs(sweep_dir: Path) -> list[tuple[str, str, int, Path]]:
     for cell in cells:
         run_dir = Path(cell.run_dir)
         if not run_dir.is_dir():
-            run_dir = sweep_dir / cell.env_id.replace(":", "_") / cell.label / f"seed_{cell.seed}"
+            run_dir = cell_dir(sweep_dir, cell.env_id, cell.label, cell.seed)
         runs.append((cell.env_id, cell.label, cell.seed, run_dir))
     return runs
 
 
 def _runs_of(path: Path) -> list[tuple[str, str, int, Path]]:
     """(env_id, label, seed, run_dir) of every run under ``path``, by its layout."""
-    from qscore.sweep import SWEEP_FILE
-    from qscore.train import SEEDS_FILE, run_seeds, seed_dirs
+    from qscore.rundir import CONFIG_FILE, SEEDS_FILE, SWEEP_FILE, run_seeds, seed_dirs
 
     if (path / SWEEP_FILE).is_file():
         return _sweep_runs(path)
@@ -120,7 +120,7 @@ def _runs_of(path: Path) -> list[tuple[str, str, int, Path]]:
         except (OSError, ValueError, KeyError) as error:
             raise ConfigError(f"cannot read {path / SEEDS_FILE}: {error}") from error
         return [_run_curve(folder) for folder in seed_dirs(path, seeds)]
-    if (path / "config.json").is_file():
+    if (path / CONFIG_FILE).is_file():
         return [_run_curve(path)]
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")

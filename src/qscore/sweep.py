@@ -39,8 +39,8 @@ from typing import Any
 
 from qscore.atomic import atomic_write_json
 from qscore.config import ALGORITHM_CONFIGS, DEFAULT_PRESETS, ConfigError, RunConfig, make_config
+from qscore.rundir import SWEEP_FILE, cell_dir, read_summary
 
-SWEEP_FILE = "sweep.json"
 """Written in the sweep directory: the spec and the cells (read by plot and table)."""
 
 
@@ -114,7 +114,7 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path) -> list[Cell]:
                         spec.get("preset", DEFAULT_PRESETS[algo]),
                         agent, train,
                     )  # fmt: skip
-                    folder = sweep_dir / env_id.replace(":", "_") / cell.label / f"seed_{seed}"
+                    folder = cell_dir(sweep_dir, env_id, cell.label, seed)
                     cell = replace(cell, run_dir=str(folder))
                     cell.config()  # validate now
                     cells.append(cell)
@@ -126,9 +126,8 @@ def cell_status(cell: Cell) -> str:
     from qscore.checkpoint import latest_checkpoint
 
     run_dir = Path(cell.run_dir)
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        data = json.loads(summary.read_text())
+    data = read_summary(run_dir)
+    if data is not None:
         if (
             data.get("status") == "completed"
             and data.get("steps") == cell.config().train.total_steps

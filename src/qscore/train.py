@@ -9,14 +9,8 @@ replaying its actions.
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import math
-import platform
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +26,6 @@ import numpy as np
 from tqdm import tqdm
 
 from qscore.agents import get_algorithm
-from qscore.atomic import atomic_write_json
 from qscore.checkpoint import (
     checkpoint_dir,
     checkpoint_step,
@@ -60,21 +53,24 @@ from qscore.envs import make_env, space_dims
 from qscore.evaluate import Trajectory, critic_error, run_episodes_seeds
 from qscore.logs import CsvLog, TensorBoard
 from qscore.replay import create_replay, load_replay, replay_state
+from qscore.rundir import (
+    RunDirError,
+    prepare_run_dir,
+    run_seeds,
+    seed_dirs,
+    write_config,
+    write_seeds,
+    write_summary,
+)
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env's seeds start at seed + this, far from the training env's seeds."""
 
-PACKAGES = ("qscore", "jax", "jaxlib", "flax", "optax", "numpy", "gymnasium", "mujoco")
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "episodes", "wall_time"]
-THREADED_ENVS = True
-"""Step the seeds' environments in threads (MuJoCo releases the GIL while it simulates);
-False steps them one after another (benchmarks/throughput.py compares the two)."""
-SEEDS_FILE = "seeds.json"
-"""Marks a multi-seed run directory: ``{"seeds": [...], "algo": ...}``."""
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used (it exists and holds a run, or holds none to resume)."""
+THREADED_ENVS = False
+"""Step the seeds' environments in a thread pool (MuJoCo releases the GIL while it
+simulates) instead of one after another. Off: on the 2-core CPU the threads were slower at
+2, 4 and 8 seeds (benchmarks/throughput.py measures both; docs/benchmarks.md)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,62 +83,6 @@ class TrainingInterrupted(RuntimeError):
     def __init__(self, message: str, status: str = "interrupted") -> None:
         super().__init__(message)
         self.status = status
-
-
-def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_commit() -> str | None:
-    """The commit of the qscore source tree, when it is a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
-def run_metadata() -> dict[str, Any]:
-    return {
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "jax_backend": jax.default_backend(),
-        "command": sys.argv,
-    }
-
-
-RUN_DIR_HINT = "pass --resume to continue it, --overwrite to replace it, or choose another --out"
-
-
-def check_run_dir(run_dir: Path, overwrite: bool, hint: str = RUN_DIR_HINT) -> None:
-    """Refuse a ``run_dir`` that is a file, or that already holds files unless ``overwrite``
-    (the error ends with ``hint``, what the user can do instead)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
-        raise RunDirError(f"run directory {run_dir} already exists and is not empty; {hint}")
-
-
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create ``run_dir`` after :func:`check_run_dir` (emptying it when ``overwrite``)."""
-    check_run_dir(run_dir, overwrite)
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -284,10 +224,6 @@ def seed_config(config: RunConfig, seed: int) -> RunConfig:
     return replace(config, train=replace(config.train, seed=seed))
 
 
-def seed_dirs(run_dir: Path, seeds: list[int]) -> list[Path]:
-    return [run_dir / f"seed_{seed}" for seed in seeds]
-
-
 def _new_seed_run(config: RunConfig, seed: int, run_dir: Path) -> SeedRun:
     """Envs and a fresh loop state for one seed of ``config``."""
     cfg = seed_config(config, seed)
@@ -338,17 +274,11 @@ def train_seeds(
     device = create_state(agents, seeds, dims, replay_capacity(config))
     prepare_run_dir(run_dir, overwrite)
     if multi:
-        atomic_write_json(run_dir / SEEDS_FILE, {"seeds": seeds, "algo": config.algo})
+        write_seeds(run_dir, seeds, config.algo)
     for run in runs:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run.run_dir / "config.json", {**run.config.to_dict(), **run_metadata()})
+        write_config(run.run_dir, run.config.to_dict())
     return Loop(config, runs, device).run(progress)
-
-
-def run_seeds(run_dir: str | Path) -> list[int] | None:
-    """The seeds of a multi-seed run directory, or None for a single-seed one."""
-    path = Path(run_dir) / SEEDS_FILE
-    return json.loads(path.read_text())["seeds"] if path.is_file() else None
 
 
 def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> list[dict]:
@@ -628,7 +558,7 @@ class Loop:
                 "episodes": run.state.episodes,
                 "total_time_s": time.perf_counter() - self.clock_start,
             }
-            atomic_write_json(run.run_dir / "summary.json", summary)
+            write_summary(run.run_dir, summary)
             summaries.append(summary)
         return summaries
 
