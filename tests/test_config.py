@@ -37,6 +37,7 @@ def test_round_trip_through_a_dict():
         ({"q_score_target": "clipped"}, {}, "q_score_target must be one of"),
         ({"q_score_temperature": 0.0}, {}, "q_score_temperature"),
         ({"q_score_actions": "buffer"}, {}, "q_score_actions must be one of"),
+        ({"q_score_at": "middle"}, {}, "q_score_at must be one of"),
         ({"target_action_spread": 1.5}, {}, "target_action_spread must be in"),
         ({"target_action_spread": 0.2}, {}, "only the normalized q_score_targets"),
         (

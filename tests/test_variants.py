@@ -295,3 +295,34 @@ def test_q_score_actions_choose_what_the_actor_loss_noises(tiny_config, actions)
     same = leaves_equal(first.actor_params, second.actor_params)
     assert same == (actions == "policy")
     assert not leaves_equal(first.actor_params, agent.actor_params)
+
+
+def test_clean_q_scores_are_taken_before_noising_and_scaled_per_level(tiny_config, monkeypatch):
+    """``q_score_at`` = ``clean`` takes g at the replay action a_0, not at a_k, and scales
+    the Q-score part of the target by 1/sqrt(alpha_bar_k)."""
+    from qscore.agents import qsm
+
+    agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
+    batch = random_batch(16)
+    seen = []
+    real = qsm.q_score
+
+    def spy(config, critic_params, obs, action):
+        seen.append(np.asarray(action))
+        return real(config, critic_params, obs, action)
+
+    monkeypatch.setattr(qsm, "q_score", spy)
+    for where in ("noisy", "clean"):
+        config = dataclasses.replace(tiny_config, q_score_at=where)
+        qsm.qsm_actor_loss(
+            config, ACTION_DIM, agent.actor_params, agent.critic_params, agent.schedule,
+            batch, jax.random.PRNGKey(0),
+        )  # fmt: skip
+        at_replay = np.array_equal(seen[-1], batch.action)
+        assert at_replay == (where == "clean")
+    g = np.random.default_rng(1).normal(size=(8, ACTION_DIM)).astype(np.float32)
+    sigma = np.full((8, 1), 0.5, np.float32)
+    config = dataclasses.replace(tiny_config, q_score_target="normalized")
+    plain = q_score_target(config, g, sigma, None)
+    scaled = q_score_target(config, g, sigma, None, level_scale=jnp.full((8, 1), 3.0))
+    np.testing.assert_allclose(scaled, 3.0 * plain, rtol=1e-6)

@@ -19,6 +19,7 @@ BETA_SCHEDULES = ("vp", "cosine", "linear")
 Q_SCORE_TARGETS = ("scaled", "normalized", "normalized_per_state")
 ACTION_PRIORS = ("none", "uniform")
 Q_SCORE_ACTIONS = ("replay", "policy")
+Q_SCORE_AT = ("noisy", "clean")
 
 
 class ConfigError(ValueError):
@@ -104,6 +105,13 @@ class QSMConfig(CriticOptions):
     batch's replay actions) or ``policy`` (fresh chain samples of the present policy at the
     batch's states, without gradient), so the denoiser is fitted where its own chain goes
     rather than where past policies acted; costs one more reverse chain per update."""
+    q_score_at: str = "noisy"
+    """Where the Q-score of the target at noise level k is taken: ``noisy`` (the paper:
+    g = grad_a Q(s, a_k) at the noised action) or ``clean`` (g = grad_a Q(s, a_0) at the
+    action before noising, divided by sqrt(alpha_bar_k): Tweedie's identity, under which
+    the regression fits the exact score of the noised policy when a_0 is drawn from the
+    policy, so that high noise levels get the posterior mean of the clean score rather than
+    a gradient extrapolated far outside the box)."""
     q_score_from_target_critics: bool = False
     """Take g from the Polyak target critics instead of the online critics."""
     denoise_replay_actions: bool = False
@@ -418,6 +426,10 @@ def validate(config: RunConfig) -> RunConfig:
             a.q_score_actions in Q_SCORE_ACTIONS,
             f"q_score_actions must be one of {', '.join(Q_SCORE_ACTIONS)},"
             f" got {a.q_score_actions!r}",
+        )
+        _require(
+            a.q_score_at in Q_SCORE_AT,
+            f"q_score_at must be one of {', '.join(Q_SCORE_AT)}, got {a.q_score_at!r}",
         )
         _require(a.q_score_temperature > 0, "q_score_temperature (lambda) must be > 0")
         if a.target_action_spread is not None:

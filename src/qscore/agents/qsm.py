@@ -299,6 +299,7 @@ def q_score_target(
     sigma: jax.Array,
     noise: jax.Array,
     temperature: jax.Array | None = None,
+    level_scale: jax.Array | float = 1.0,
 ) -> jax.Array:
     """The denoiser's regression target eps* for Q-scores g (B, d) at noise levels sigma (B, 1).
 
@@ -307,6 +308,8 @@ def q_score_target(
     and shrinks with the noise level as a score should; ``normalized_per_state`` takes
     mean|g| over each state's action coordinates; lambda is ``temperature`` (by default
     the config's ``q_score_temperature``).
+    ``level_scale`` multiplies the Q-score part (1/sqrt(alpha_bar_k) when g was taken at the
+    clean action, ``q_score_at`` = ``clean``).
     ``denoise_replay_actions`` adds the forward noise eps (the denoising score-matching
     target of the replay action).
     """
@@ -319,6 +322,7 @@ def q_score_target(
         axes = -1 if per_state else None
         magnitude = jnp.abs(g).mean(axis=axes, keepdims=per_state)
         target = -sigma * g / (temperature * magnitude + 1e-8)
+    target = target * level_scale  # 1/sqrt(alpha_bar_k) for clean-action Q-scores
     if config.denoise_replay_actions:
         target = target + noise
     return target
@@ -347,10 +351,13 @@ def qsm_actor_loss(
     steps = jax.random.randint(step_key, (batch_size, 1), 0, config.num_diffusion_steps)
     noise = jax.random.normal(noise_key, batch.action.shape)
     noisy_action = noise_actions(schedule, batch.action, steps[:, 0], noise)
-    g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, noisy_action))
     alpha_bar = schedule.alpha_bars[steps]
     sigma = jnp.sqrt(1.0 - alpha_bar)
-    target_eps = q_score_target(config, g, sigma, noise, temperature)
+    clean = config.q_score_at == "clean"
+    scored_action = batch.action if clean else noisy_action
+    g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, scored_action))
+    level_scale = 1.0 / jnp.sqrt(alpha_bar) if clean else 1.0
+    target_eps = q_score_target(config, g, sigma, noise, temperature, level_scale)
     if config.action_prior == "uniform":
         target_eps = target_eps + uniform_prior_eps(noisy_action, alpha_bar)
     eps = score_net(config, action_dim).apply(
