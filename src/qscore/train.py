@@ -433,7 +433,7 @@ class Loop:
         return np.asarray(next_actions)
 
     def _step_envs(self, step: int, actions: np.ndarray) -> list[tuple]:
-        """Every seed's env stepped once (in threads when there are several seeds)."""
+        """Every seed's env stepped once (in a thread pool with ``THREADED_ENVS``)."""
         tags = [self._tag(i) for i in range(len(self.runs))]
         calls = list(zip(self.runs, actions, tags, strict=True))
         if self.pool is None:
