@@ -6,17 +6,17 @@ host work), and ``update_only_steps_per_s``, the rate of the same compiled per-s
 (insert, ``utd`` updates, next actions) called in a loop with a fixed transition, no
 environment and no host work; ``overhead = 1 - steps_per_s / update_only_steps_per_s`` is
 what the loop costs.
-Part 2: N seeds (``--counts``, default 1, 2, 4, 8) of QSM ``fast`` in one process: total
-environment steps per second.
+Each cell runs in both loop modes (``--modes``): ``fused`` (store, update and act in one
+compiled call) and ``pipelined`` (``--pipeline``: act first, then the updates run while
+the host steps the envs). The cells and modes are measured ``--rounds`` times in turn, and
+the JSON holds every round plus the medians (the overhead's is the median of the rounds').
+Part 2: N seeds (``--counts``, default 1, 2, 4, 8) of QSM ``fast`` in one process, per mode:
+total environment steps per second.
 
 A run's rate is read from its own ``train.csv`` (``steps_per_sec`` over windows of
 ``--log-every`` steps): the median of the windows after the warm-up, the first of them
 (compilation) left out. The update-only rate is the median of ``--repeats`` timings of
 ``--log-every`` calls.
-
-With a qscore from before the training engine (2026-12-07), the update-only rate times that
-loop's per-step device work instead: the vmapped update on a fixed batch, then the vmapped
-action.
 
 Usage: python benchmarks/throughput.py [--env Hopper-v4] [--json PATH] [--counts 1,2,4,8]
 """
@@ -35,6 +35,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from qscore import engine
 from qscore.agents import get_algorithm
 from qscore.config import make_config
 from qscore.envs import make_env, space_dims
@@ -51,8 +52,9 @@ def loop_steps_per_sec(run_dir: Path, warmup: int) -> float:
     return statistics.median(rates)
 
 
-def run_config(algo: str, preset: str, args):
+def run_config(algo: str, preset: str, args, pipeline: bool = False):
     values = {
+        "pipeline": pipeline,
         "env_id": args.env,
         "total_steps": args.warmup + args.steps,
         "warmup_steps": args.warmup,
@@ -64,25 +66,23 @@ def run_config(algo: str, preset: str, args):
     return make_config(preset, {}, values, algo)
 
 
-def end_to_end(algo: str, preset: str, seeds: list[int], args, workdir: Path) -> float:
+def end_to_end(
+    algo: str, preset: str, seeds: list[int], args, workdir: Path, pipeline: bool = False
+) -> float:
     """Total environment steps/s of ``len(seeds)`` agents trained in this process."""
     run_dir = workdir / f"{algo}_{preset}_{len(seeds)}_seeds_{time.time_ns()}"
-    train_seeds(run_config(algo, preset, args), seeds, run_dir, progress=False)
+    train_seeds(run_config(algo, preset, args, pipeline), seeds, run_dir, progress=False)
     first = run_dir if len(seeds) == 1 else run_dir / f"seed_{seeds[0]}"
     return len(seeds) * loop_steps_per_sec(first, args.warmup)
 
 
-def update_only(algo: str, preset: str, args) -> float:
+def update_only(algo: str, preset: str, args, pipeline: bool) -> float:
     """Calls per second of the loop's per-step device work for one seed, without env."""
-    config = run_config(algo, preset, args)
+    config = run_config(algo, preset, args, pipeline)
     env = make_env(args.env)
     dims = space_dims(env)
     env.close()
-    obs = np.zeros((1, dims[0]), np.float32)
-    try:
-        step = engine_step(config, dims, obs)
-    except ImportError:  # a qscore from before the engine
-        step = legacy_step(config, dims, obs)
+    step = engine_step(config, dims, np.zeros((1, dims[0]), np.float32))
     for _ in range(3):  # compile and settle
         step()
     timings = []
@@ -95,9 +95,9 @@ def update_only(algo: str, preset: str, args) -> float:
 
 
 def engine_step(config, dims: tuple[int, int], obs: np.ndarray):
-    """One call of :func:`qscore.engine.train_step` on a replay filled with random rows."""
-    from qscore import engine
-
+    """The device calls of one loop step (:func:`qscore.engine.train_step`, or with
+    ``pipeline`` :func:`~qscore.engine.store_and_act` then
+    :func:`~qscore.engine.learn_step`) on a replay filled with random rows."""
     algorithm = get_algorithm(config.algo)
     agent = algorithm.create(config.agent, *dims, 0)
     state = engine.create_state([agent], [0], dims, 10_000)
@@ -113,57 +113,54 @@ def engine_step(config, dims: tuple[int, int], obs: np.ndarray):
     spec = engine.sample_spec(config.agent)
     holder = {"state": state}
 
-    def call(updates: bool = True) -> None:
+    def fused(updates: bool = True) -> None:
         holder["state"], actions, _ = engine.train_step(
-            holder["state"],
-            transition,
-            obs,
-            update_fn=algorithm.update,
-            spec=spec,
-            updates=updates,
-            warmup_action=False,
-            action_dim=dims[1],
-        )
+            holder["state"], transition, obs, update_fn=algorithm.update, spec=spec,
+            updates=updates, warmup_action=False, action_dim=dims[1],
+        )  # fmt: skip
         np.asarray(actions)  # the loop needs the actions on the host every step
 
-    for _ in range(config.agent.batch_size):
-        call(updates=False)
-    return call
-
-
-def legacy_step(config, dims: tuple[int, int], obs: np.ndarray):
-    """The per-step device work of the loop before the engine: update, then act."""
-    from qscore.replay import Batch
-    from qscore.train import _act_seeds, _stacked, _update_seeds
-
-    algorithm = get_algorithm(config.algo)
-    agents = _stacked([algorithm.create(config.agent, *dims, 0)])
-    rng = np.random.default_rng(0)
-    shape = (1, config.agent.utd, config.agent.batch_size)
-    batch = Batch(
-        rng.normal(size=(*shape, dims[0])).astype(np.float32),
-        rng.uniform(-1, 1, (*shape, dims[1])).astype(np.float32),
-        rng.normal(size=shape).astype(np.float32),
-        rng.normal(size=(*shape, dims[0])).astype(np.float32),
-        np.zeros(shape, np.float32),
-        np.ones(shape, np.float32),
-    )
-    holder = {"agents": agents, "keys": jax.random.split(jax.random.PRNGKey(0), 1)}
-
-    def call() -> None:
-        holder["agents"], _ = _update_seeds(algorithm.update, holder["agents"], batch)
-        actions, holder["keys"] = _act_seeds(holder["agents"], obs, holder["keys"], True)
+    def pipelined() -> None:
+        holder["state"], actions = engine.store_and_act(
+            holder["state"], transition, obs, warmup_action=False, action_dim=dims[1]
+        )
         np.asarray(actions)
+        holder["state"], _ = engine.learn_step(
+            holder["state"], update_fn=algorithm.update, spec=spec
+        )
 
-    return call
+    for _ in range(config.agent.batch_size):
+        fused(updates=False)
+    return pipelined if config.train.pipeline else fused
 
 
-def set_threaded_envs(threaded: bool) -> None:
-    """Seeds' envs stepped in threads or one after another (no-op before the engine)."""
-    from qscore import train
+def measure_cells(args, workdir: Path) -> dict:
+    """Every cell and mode, ``--rounds`` times in turn: each round runs each cell end to
+    end, then its update-only timing, so slow phases of the machine hit all of them."""
+    rounds: dict[str, list[dict]] = {}
+    for round_index in range(args.rounds):
+        for cell in filter(None, args.cells.split(",")):
+            algo, preset = cell.split(":")
+            for mode in filter(None, args.modes.split(",")):
+                pipeline = mode == "pipelined"
+                rate = end_to_end(algo, preset, [0], args, workdir, pipeline)
+                alone = update_only(algo, preset, args, pipeline)
+                name = f"{cell}+pipeline" if pipeline else cell
+                figures = {"steps_per_s": rate, "update_only_steps_per_s": alone}
+                figures["overhead"] = 1.0 - rate / alone
+                rounds.setdefault(name, []).append(figures)
+                print(
+                    f"round {round_index + 1} {name} on {args.env}: {rate:7.1f} env steps/s"
+                    f" end to end, {alone:7.1f} update only, overhead {figures['overhead']:.1%}",
+                    flush=True,
+                )
+    return {name: summarize(values) for name, values in rounds.items()}
 
-    if hasattr(train, "THREADED_ENVS"):
-        train.THREADED_ENVS = threaded
+
+def summarize(rounds: list[dict]) -> dict:
+    """Medians over rounds (the overhead's median is of the per-round overheads)."""
+    medians = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    return {**medians, "rounds": rounds}
 
 
 def main() -> None:
@@ -176,6 +173,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="update-only timing windows")
     parser.add_argument("--counts", default="1,2,4,8", help="seed counts of part 2 (QSM fast)")
     parser.add_argument("--cells", default=",".join(f"{a}:{p}" for a, p in CELLS))
+    parser.add_argument("--modes", default="fused,pipelined", help="loop modes of part 1")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of part 1")
     args = parser.parse_args()
     results: dict = {
         "device": str(jax.devices()[0]),
@@ -184,34 +183,17 @@ def main() -> None:
         "jax": jax.__version__,
         "env_id": args.env,
         "measured_steps": args.steps,
-        "algorithms": {},
-        "seeds": {"preset": "fast", "one_process": {}},
+        "rounds": args.rounds,
+        "seeds": {"preset": "fast"},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for cell in filter(None, args.cells.split(",")):
-            algo, preset = cell.split(":")
-            rate = end_to_end(algo, preset, [0], args, Path(tmp))
-            alone = update_only(algo, preset, args)
-            results["algorithms"][cell] = figures = {
-                "steps_per_s": rate,
-                "update_only_steps_per_s": alone,
-                "overhead": 1.0 - rate / alone,
-            }
-            print(
-                f"{cell} on {args.env}: {rate:7.1f} env steps/s end to end, {alone:7.1f}"
-                f" update only, loop overhead {figures['overhead']:.1%}",
-                flush=True,
-            )
-        for count in filter(None, args.counts.split(",")):
-            for threaded in (True, False) if int(count) > 1 else (True,):
-                set_threaded_envs(threaded)
-                total = end_to_end("qsm", "fast", list(range(int(count))), args, Path(tmp))
-                kind = "one_process" if threaded else "one_process_sequential_envs"
-                results["seeds"].setdefault(kind, {})[count] = total
-                print(
-                    f"QSM fast, {count} seeds in one process ({kind}): {total:7.1f} env steps/s",
-                    flush=True,
-                )
+        results["algorithms"] = measure_cells(args, Path(tmp))
+        for mode in filter(None, args.modes.split(",")):
+            for count in filter(None, args.counts.split(",")):
+                seeds = list(range(int(count)))
+                total = end_to_end("qsm", "fast", seeds, args, Path(tmp), mode == "pipelined")
+                results["seeds"].setdefault(mode, {})[count] = total
+                print(f"QSM fast, {count} seeds in one process ({mode}): {total:7.1f} env steps/s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -178,8 +178,8 @@ def test_update_ablations_remove_what_they_name(monkeypatch, tiny_config):
 def test_throughput_measures_the_loop_and_the_update_alone(tmp_path):
     throughput = load_script("throughput")
     args = argparse.Namespace(env="Pendulum-v1", steps=40, warmup=20, log_every=10, repeats=2)
-    for algo in ("td3", "qsm"):
-        alone = throughput.update_only(algo, "fast", args)
+    for algo, pipeline in (("td3", False), ("qsm", True)):
+        alone = throughput.update_only(algo, "fast", args, pipeline)
         assert math.isfinite(alone) and alone > 0
     rate = throughput.end_to_end("td3", "fast", [0, 1], args, tmp_path)
     assert math.isfinite(rate) and rate > 0

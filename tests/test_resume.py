@@ -55,12 +55,13 @@ def _final_agent_bytes(run: Path) -> bytes:
     return (latest_checkpoint(run) / AGENT_FILE).read_bytes()
 
 
-def test_n_steps_then_resume_equals_2n_steps_in_one_go(tmp_path):
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_n_steps_then_resume_equals_2n_steps_in_one_go(tmp_path, pipeline):
     # 450 = 2 * 225 steps: the resume happens in the middle of an episode (Pendulum: 200).
     whole, split = tmp_path / "whole", tmp_path / "split"
-    train(_config(450), whole, progress=False)
-    train(_config(225, checkpoint_every=0), split, progress=False)
-    resume(_config(450), split, progress=False)
+    train(_config(450, pipeline=pipeline), whole, progress=False)
+    train(_config(225, checkpoint_every=0, pipeline=pipeline), split, progress=False)
+    resume(_config(450, pipeline=pipeline), split, progress=False)
     assert _final_agent_bytes(split) == _final_agent_bytes(whole)
     evals = [(r["step"], r["return_mean"]) for r in read_csv(whole / "eval.csv")]
     resumed_evals = [(r["step"], r["return_mean"]) for r in read_csv(split / "eval.csv")]

@@ -262,6 +262,11 @@ class TrainConfig:
     reward_scale: float = 1.0
     """Multiplies the training env's rewards (and so train.csv's episode returns); evaluation
     reports raw returns. For testing that a learner is invariant to the reward scale."""
+    pipeline: bool = False
+    """Step the environments while the device runs the updates: each step's actions come
+    from the parameters before that step's updates (one step older than without it), and
+    the updates then run while the host steps the environments. Off: store, update, act in
+    one compiled call, so actions use the freshest parameters."""
 
 
 @dataclass(frozen=True)

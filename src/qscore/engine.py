@@ -146,6 +146,30 @@ def train_step(
     return state.replace(act_keys=keys), actions, metrics
 
 
+@partial(jax.jit, static_argnames=("warmup_action", "action_dim"), donate_argnames=("state",))
+def store_and_act(
+    state: DeviceState,
+    transitions: Transitions,
+    next_obs: jax.Array,
+    *,
+    warmup_action: bool,
+    action_dim: int,
+) -> tuple[DeviceState, jax.Array]:
+    """The first half of a pipelined step (``--pipeline``): insert ``transitions`` and
+    return the actions at ``next_obs`` from the agents as they are, before this step's
+    updates. :func:`learn_step` then runs the updates while the host steps the envs."""
+    replays = jax.vmap(insert)(state.replays, *transitions)
+    actions, keys = next_actions(state.agents, next_obs, state.act_keys, action_dim, warmup_action)
+    return state.replace(replays=replays, act_keys=keys), actions
+
+
+@partial(jax.jit, static_argnames=("update_fn", "spec"), donate_argnames=("state",))
+def learn_step(state: DeviceState, *, update_fn: Any, spec: SampleSpec) -> tuple:
+    """The second half of a pipelined step: ``spec.utd`` updates of every seed (returns
+    at once; the host goes on while the device works)."""
+    return learn(state, update_fn, spec)
+
+
 @partial(jax.jit, static_argnames=("warmup_action", "action_dim"))
 def first_actions(
     state: DeviceState, obs: jax.Array, *, warmup_action: bool, action_dim: int

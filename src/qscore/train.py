@@ -13,7 +13,6 @@ import math
 import signal
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -44,9 +43,11 @@ from qscore.engine import (
     create_state,
     diagnose_seeds,
     first_actions,
+    learn_step,
     member,
     sample_spec,
     stack,
+    store_and_act,
     train_step,
 )
 from qscore.envs import make_env, space_dims
@@ -67,10 +68,6 @@ EVAL_SEED_OFFSET = 1_000_003
 """The eval env's seeds start at seed + this, far from the training env's seeds."""
 
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "episodes", "wall_time"]
-THREADED_ENVS = False
-"""Step the seeds' environments in a thread pool (MuJoCo releases the GIL while it
-simulates) instead of one after another. Off: on the 2-core CPU the threads were slower at
-2, 4 and 8 seeds (benchmarks/throughput.py measures both; docs/benchmarks.md)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -347,8 +344,7 @@ class Loop:
         self.spec = sample_spec(config.agent)
         self.action_dim = space_dims(runs[0].env)[1]
         self.metrics: dict[str, jax.Array] = {}
-        threaded = THREADED_ENVS and len(runs) > 1
-        self.pool = ThreadPoolExecutor(len(runs)) if threaded else None
+        self.tags = [self._tag(i) for i in range(len(runs))]
         self.start_step = runs[0].state.step
         self.clock_start = time.perf_counter() - runs[0].state.elapsed_s
         self.window_start, self.window_steps = time.perf_counter(), 0
@@ -387,8 +383,6 @@ class Loop:
             raise
         finally:
             bar.close()
-            if self.pool is not None:
-                self.pool.shutdown()
             summaries = self._write_summaries(step, statuses)
         return summaries
 
@@ -417,6 +411,9 @@ class Loop:
         transitions = Transitions(*(np.stack(column) for column in zip(*rows, strict=True)))
         next_obs = np.stack([run.obs for run in self.runs])
         warmup = self.config.train.warmup_steps
+        self.window_steps += 1
+        if self.config.train.pipeline:
+            return self._pipelined_step(transitions, next_obs, step > warmup, step + 1 <= warmup)
         self.device, next_actions, metrics = train_step(
             self.device,
             transitions,
@@ -429,17 +426,29 @@ class Loop:
         )
         if metrics:
             self.metrics = metrics
-        self.window_steps += 1
         return np.asarray(next_actions)
 
+    def _pipelined_step(
+        self, transitions: Transitions, next_obs: np.ndarray, updates: bool, warmup_action: bool
+    ) -> np.ndarray:
+        """Store and act, then start the updates and return without waiting for them: the
+        host steps the envs while the device learns (``--pipeline``)."""
+        self.device, next_actions = store_and_act(
+            self.device, transitions, next_obs, warmup_action=warmup_action,
+            action_dim=self.action_dim,
+        )  # fmt: skip
+        next_actions = np.asarray(next_actions)
+        if updates:
+            self.device, self.metrics = learn_step(
+                self.device, update_fn=self.algorithm.update, spec=self.spec
+            )
+        return next_actions
+
     def _step_envs(self, step: int, actions: np.ndarray) -> list[tuple]:
-        """Every seed's env stepped once (in a thread pool with ``THREADED_ENVS``)."""
-        tags = [self._tag(i) for i in range(len(self.runs))]
-        calls = list(zip(self.runs, actions, tags, strict=True))
-        if self.pool is None:
-            return [run.step_env(a, step, tag) for run, a, tag in calls]
-        futures = [self.pool.submit(run.step_env, a, step, tag) for run, a, tag in calls]
-        return [future.result() for future in futures]
+        """Every seed's env stepped once, one after another (a thread pool was slower on
+        the 2-core CPU at 2, 4 and 8 seeds: docs/benchmarks.md)."""
+        calls = zip(self.runs, actions, self.tags, strict=True)
+        return [run.step_env(action, step, tag) for run, action, tag in calls]
 
     def _periodic(self, step: int, actions: np.ndarray, stop: dict, bar: tqdm) -> None:
         """Logs, evaluations and checkpoints that fall on ``step``; stops on a signal."""
