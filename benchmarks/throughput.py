@@ -40,6 +40,7 @@ from qscore.agents import get_algorithm
 from qscore.config import make_config
 from qscore.envs import make_env, space_dims
 from qscore.logs import read_csv
+from qscore.replay import Transition
 from qscore.train import train_seeds
 
 CELLS = (("qsm", "robust"), ("qsm", "paper"), ("qsm", "fast"), ("sac", "paper"), ("td3", "paper"))
@@ -102,7 +103,7 @@ def engine_step(config, dims: tuple[int, int], obs: np.ndarray):
     agent = algorithm.create(config.agent, *dims, 0)
     state = engine.create_state([agent], [0], dims, 10_000)
     rng = np.random.default_rng(0)
-    transition = engine.Transitions(
+    transition = Transition(
         obs,
         rng.uniform(-1, 1, (1, dims[1])).astype(np.float32),
         np.ones(1, np.float32),

@@ -8,7 +8,7 @@ import pytest
 
 from qscore import engine
 from qscore.agents.qsm import create_qsm, update
-from qscore.replay import insert
+from qscore.replay import Transition, insert
 
 from .helpers import ACTION_DIM, OBS_DIM, leaves_equal
 
@@ -24,11 +24,11 @@ def _filled_state(config) -> engine.DeviceState:
     return state
 
 
-def _transitions(seed: int) -> engine.Transitions:
+def _transitions(seed: int) -> Transition:
     rng = np.random.default_rng(seed)
     n = len(SEEDS)
     obs = rng.normal(size=(n, OBS_DIM)).astype(np.float32)
-    return engine.Transitions(
+    return Transition(
         obs,
         rng.uniform(-1, 1, (n, ACTION_DIM)).astype(np.float32),
         rng.normal(size=n).astype(np.float32),

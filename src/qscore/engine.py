@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qscore.replay import Replay, create_replay, insert, sample
+from qscore.replay import Replay, Transition, create_replay, insert, sample
 
 
 class SampleSpec(NamedTuple):
@@ -35,18 +35,6 @@ def sample_spec(agent_config: Any) -> SampleSpec:
     """The replay sampling an algorithm config asks for (every config has these fields)."""
     c = agent_config
     return SampleSpec(c.utd, c.batch_size, c.n_step, c.discount, c.n_step_fraction)
-
-
-class Transitions(NamedTuple):
-    """One environment step of every seed (leading seed axis): s, a, r, s', terminated and
-    episode end (terminated or truncated: n-step sums stop there)."""
-
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    next_obs: jax.Array
-    terminated: jax.Array
-    episode_end: jax.Array
 
 
 class DeviceState(struct.PyTreeNode):
@@ -122,7 +110,7 @@ def learn(state: DeviceState, update_fn: Any, spec: SampleSpec) -> tuple[DeviceS
 )
 def train_step(
     state: DeviceState,
-    transitions: Transitions,
+    transitions: Transition,
     next_obs: jax.Array,
     *,
     update_fn: Any,
@@ -149,7 +137,7 @@ def train_step(
 @partial(jax.jit, static_argnames=("warmup_action", "action_dim"), donate_argnames=("state",))
 def store_and_act(
     state: DeviceState,
-    transitions: Transitions,
+    transitions: Transition,
     next_obs: jax.Array,
     *,
     warmup_action: bool,

@@ -138,7 +138,7 @@ def critic_error(agent: Any, trajectories: list[Trajectory], horizon_weight: flo
         return {}
     q = q_values(agent.config, agent.critic_params, np.concatenate(obs), np.concatenate(actions))
     # Critics that learn from rescaled rewards predict returns in those units.
-    q_in_reward_units = np.asarray(q).min(axis=0) * float(getattr(agent, "reward_scale", 1.0))
+    q_in_reward_units = np.asarray(q).min(axis=0) * float(agent.reward_scale)
     error = q_in_reward_units - target
     return {
         "q_bias": float(error.mean()),

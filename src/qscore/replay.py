@@ -20,7 +20,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "episode_end")
+
+class Transition(NamedTuple):
+    """Stored rows (s, a, r, s', terminated, episode end): one environment step, or one per
+    seed with a leading seed axis. ``episode_end`` is terminated or truncated: n-step sums
+    stop there."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array
+    episode_end: jax.Array
+
+
+FIELDS = Transition._fields
 """The stored columns, in the order of :func:`insert`'s arguments."""
 
 

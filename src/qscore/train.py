@@ -37,7 +37,6 @@ from qscore.checkpoint import (
 from qscore.config import ConfigError, RunConfig
 from qscore.engine import (
     DeviceState,
-    Transitions,
     act_seeds,
     all_finite_seeds,
     create_state,
@@ -53,7 +52,7 @@ from qscore.engine import (
 from qscore.envs import make_env, space_dims
 from qscore.evaluate import Trajectory, critic_error, run_episodes_seeds
 from qscore.logs import CsvLog, TensorBoard
-from qscore.replay import create_replay, load_replay, replay_state
+from qscore.replay import Transition, create_replay, load_replay, replay_state
 from qscore.rundir import (
     RunDirError,
     prepare_run_dir,
@@ -408,7 +407,7 @@ class Loop:
     def _step(self, step: int, actions: np.ndarray) -> np.ndarray:
         """Step every seed's env with ``actions``; one device call returns the next ones."""
         rows = self._step_envs(step, actions)
-        transitions = Transitions(*(np.stack(column) for column in zip(*rows, strict=True)))
+        transitions = Transition(*(np.stack(column) for column in zip(*rows, strict=True)))
         next_obs = np.stack([run.obs for run in self.runs])
         warmup = self.config.train.warmup_steps
         self.window_steps += 1
@@ -429,7 +428,7 @@ class Loop:
         return np.asarray(next_actions)
 
     def _pipelined_step(
-        self, transitions: Transitions, next_obs: np.ndarray, updates: bool, warmup_action: bool
+        self, transitions: Transition, next_obs: np.ndarray, updates: bool, warmup_action: bool
     ) -> np.ndarray:
         """Store and act, then start the updates and return without waiting for them: the
         host steps the envs while the device learns (``--pipeline``)."""

@@ -26,9 +26,8 @@ Agent = TypeVar("Agent")
 
 
 def critic_net(config: Any) -> CriticEnsemble:
-    """The critic ensemble of a config (layer-normalised when it has ``critic_layer_norm``)."""
-    layer_norm = getattr(config, "critic_layer_norm", False)
-    return CriticEnsemble(config.critic_hidden, config.num_critics, layer_norm)
+    """The critic ensemble of a config (layer-normalised with ``critic_layer_norm``)."""
+    return CriticEnsemble(config.critic_hidden, config.num_critics, config.critic_layer_norm)
 
 
 def critic_optimizer(config: Any) -> optax.GradientTransformation:
