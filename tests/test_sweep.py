@@ -112,6 +112,23 @@ def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path, capsys):
         assert json.loads(summary.read_text())["status"] == "completed"
 
 
+def test_a_signal_stops_the_whole_sweep_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from qscore import train as train_module
+
+    started = []
+
+    def interrupted(config, run_dir, **kwargs):
+        started.append(run_dir)
+        raise train_module.TrainingInterrupted("SIGTERM received", "interrupted by SIGTERM")
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    spec = _tiny_spec(tmp_path)
+    code = main(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--workers", "1"])
+    assert code == 130 and len(started) == 1  # the other three cells never started
+    err = capsys.readouterr().err
+    assert "the sweep stopped" in err and "run the same qscore sweep command again" in err
+
+
 def test_ray_backend_on_a_local_ray_instance(tmp_path):
     pytest.importorskip("ray")
     results = run_sweep(

@@ -379,6 +379,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     from qscore.sweep import run_sweep
+    from qscore.train import TrainingInterrupted
 
     if args.workers < 1:
         raise ConfigError("--workers must be >= 1")
@@ -389,14 +390,21 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             line += f"\n{'':>24}{result['error']}"
         print(line, flush=True)
 
-    results = run_sweep(
-        args.spec,
-        args.out,
-        backend=args.backend,
-        workers=args.workers,
-        address=args.address,
-        report=report,
-    )
+    try:
+        results = run_sweep(
+            args.spec,
+            args.out,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            report=report,
+        )
+    except TrainingInterrupted as error:
+        raise TrainingInterrupted(
+            f"{error.status}: the sweep stopped (the cell has a checkpoint); run the same"
+            " qscore sweep command again to resume it",
+            error.status,
+        ) from None
     failed = [r for r in results if r["status"] == "failed"]
     print(f"{len(results) - len(failed)} of {len(results)} runs done; {len(failed)} failed")
     return 1 if failed else 0

@@ -137,8 +137,9 @@ def cell_status(cell: Cell) -> str:
 
 
 def run_cell(cell: Cell) -> dict[str, Any]:
-    """Run (or resume, or skip) one cell; never raises: errors are returned."""
-    from qscore.train import resume, train
+    """Run (or resume, or skip) one cell. Errors are returned, so that one failed cell
+    does not stop the others; only SIGINT or SIGTERM (which stop the sweep) raise."""
+    from qscore.train import TrainingInterrupted, resume, train
 
     try:
         status = cell_status(cell)
@@ -149,6 +150,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
             return {"run_dir": cell.run_dir, "status": "resumed and finished"}
         train(cell.config(), cell.run_dir, overwrite=True, progress=False)
         return {"run_dir": cell.run_dir, "status": "finished"}
+    except (TrainingInterrupted, KeyboardInterrupt):
+        raise  # a signal stops the whole sweep (its cell has a checkpoint); a rerun resumes
     except BaseException as error:  # noqa: BLE001 - one failed cell must not stop the others
         return {
             "run_dir": cell.run_dir,
