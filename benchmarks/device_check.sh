@@ -16,7 +16,7 @@ python3 -m pip install --no-index --no-deps -q .wheels/*.whl
 export PYTHONPATH=$PWD/src MUJOCO_GL=disable
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc) > "$OUT/gpu.txt"
 python3 -c "import jax; print(jax.__version__, jax.devices())" >> "$OUT/gpu.txt"
-# how many runs of each preset fit on the GPU (1M-row Hopper buffer, then Humanoid's)
+# how many runs of each preset fit on the GPU (one seed, a 1M-row Hopper-v4 buffer)
 timeout 120 python3 benchmarks/gpu_memory.py --json "$OUT/gpu_memory.json" || true
 # one seed of paper and fast, both loop modes, two rounds; 1, 8 and 32 seeds of fast
 timeout 360 python3 benchmarks/throughput.py --env Hopper-v4 --cells qsm:paper,qsm:fast \
