@@ -196,6 +196,10 @@ def test_envs_lists_gymnasium_and_dmc_ids(capsys):
     assert {"Hopper-v4", "Hopper-v5", "Pendulum-v1", "dmc:cheetah-run", "dmc:dog-trot"} <= set(
         listed
     )
+    # nothing it cannot train on: discrete actions, retired versions
+    assert not {"CartPole-v1", "Acrobot-v1", "Hopper-v2", "Hopper-v3"} & set(listed)
+    assert main(["envs", "--all"]) == 0
+    assert {"CartPole-v1", "Hopper-v4"} <= set(capsys.readouterr().out.split())
 
 
 def test_default_preset_is_robust_for_qsm_and_paper_for_the_baselines(capsys, tmp_path):

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -61,3 +62,25 @@ def test_mujoco_tasks_train_without_libegl_and_refuse_to_render():
         [sys.executable, "-c", _NO_LIBEGL], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_making_an_env_gives_no_gymnasium_warning():
+    """The action rescaling passes float32 bounds (float64 ones made Gymnasium warn on
+    every command)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        make_env("Pendulum-v1", seed=0)
+
+
+def test_rendering_a_pygame_task_without_pygame_is_refused_before_the_rollout(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "pygame" else real_find_spec(name, *args),
+    )
+    with pytest.raises(EnvError, match=r"pygame, which is not installed \(pip install pygame\)"):
+        make_env("Pendulum-v1", render_mode="rgb_array")
+    make_env("Pendulum-v1")  # without rendering it needs no pygame

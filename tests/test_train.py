@@ -1,5 +1,7 @@
 import json
 import math
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -120,6 +122,22 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     (run / "eval.csv").write_text("precious\n")
     with pytest.raises(RunDirError, match="already exists"):
         train(_tiny_run(), run, progress=False)
+    assert (run / "eval.csv").read_text() == "precious\n"
+
+
+def test_the_command_line_refuses_an_existing_run_before_importing_jax(tmp_path):
+    """The refusal comes before the slow part (JAX, envs, agents), so it is immediate."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "eval.csv").write_text("precious\n")
+    code = (
+        "import sys; from qscore.cli import main; "
+        f"code = main(['train', '--env', 'Pendulum-v1', '--out', {str(run)!r}]); "
+        "print(code, 'jax' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert "already exists and is not empty" in done.stderr
     assert (run / "eval.csv").read_text() == "precious\n"
 
 

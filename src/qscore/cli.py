@@ -232,9 +232,9 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
 
     envs = commands.add_parser("envs", help="list the environment ids qscore can train on")
     envs.add_argument(
-        "--check",
+        "--all",
         action="store_true",
-        help="make each Gymnasium env to keep only those with a Box action space (slow)",
+        help="every registered id, without making each env to check that qscore can train on it",
     )
     return parser
 
@@ -297,6 +297,10 @@ def resume_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from qscore.rundir import check_run_dir
+
+    if args.resume is None and args.out is not None:
+        check_run_dir(Path(args.out), args.overwrite)  # at once, before JAX is imported
     from qscore.train import resume, train_seeds
 
     if args.resume is not None:
@@ -378,8 +382,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    from qscore.rundir import TrainingInterrupted
     from qscore.sweep import run_sweep
-    from qscore.train import TrainingInterrupted
 
     if args.workers < 1:
         raise ConfigError("--workers must be >= 1")
@@ -492,7 +496,7 @@ def run_envs(args: argparse.Namespace) -> int:
     from qscore.envs import available_env_ids, make_env
 
     for env_id in available_env_ids():
-        if args.check and not env_id.startswith("dmc:"):
+        if not args.all and not env_id.startswith("dmc:"):
             try:
                 make_env(env_id).close()
             except Exception:  # noqa: BLE001 - missing extras, unsupported spaces: skip it
@@ -524,8 +528,7 @@ def _algo_of(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qscore.rundir import RunDirError
-    from qscore.train import TrainingDiverged, TrainingInterrupted
+    from qscore.rundir import RunDirError, TrainingDiverged, TrainingInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_algo_of(argv)).parse_args(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes.util
 import difflib
+import importlib.util
 import os
 from typing import Any
 
@@ -21,6 +22,7 @@ MUJOCO_GL_OFF = ("off", "disable", "disabled", "false", "0")
 # nothing, so it must not need the library.
 if "MUJOCO_GL" not in os.environ:
     os.environ["MUJOCO_GL"] = "egl" if ctypes.util.find_library("EGL") else "disable"
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame's banner on import
 register_bandits()  # qscore's own toy tasks (qscore/MultimodalBandit-v0, ...); idempotent
 
 
@@ -72,14 +74,26 @@ def check_spaces(env_id: str, env: gym.Env) -> None:
         )
 
 
+PYGAME_RENDERED = ("classic_control", "box2d", "toy_text")
+"""Gymnasium task families whose ``render`` needs pygame."""
+
+
 def check_rendering(env_id: str) -> None:
-    """Refuse to render a MuJoCo-based task (Gymnasium MuJoCo or dm_control) when MuJoCo's
-    rendering is off; other tasks render without MuJoCo."""
+    """Refuse to render a task whose renderer is missing, before any rollout: a MuJoCo-based
+    task (Gymnasium MuJoCo or dm_control) when MuJoCo's rendering is off, a classic-control,
+    Box2D or toy-text task without pygame."""
     from qscore.dmc import DMC_PREFIX  # here: qscore.dmc imports EnvError from here
 
     uses_mujoco = env_id.startswith(DMC_PREFIX) or (
         env_id in gym.registry and "mujoco" in str(gym.registry[env_id].entry_point)
     )
+    entry_point = str(gym.registry[env_id].entry_point) if env_id in gym.registry else ""
+    needs_pygame = any(kind in entry_point for kind in PYGAME_RENDERED)
+    if needs_pygame and importlib.util.find_spec("pygame") is None:
+        raise EnvError(
+            f"cannot render {env_id}: Gymnasium draws it with pygame, which is not installed"
+            " (pip install pygame)"
+        )
     if uses_mujoco and os.environ.get("MUJOCO_GL", "").strip().lower() in MUJOCO_GL_OFF:
         raise EnvError(
             f"cannot render {env_id}: MuJoCo rendering is off (MUJOCO_GL="
@@ -134,7 +148,7 @@ def make_env(
     check_spaces(env_id, env)
     low, high = env.action_space.low, env.action_space.high
     if not (np.all(low == -1.0) and np.all(high == 1.0)):
-        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        env = gym.wrappers.RescaleAction(env, np.float32(-1.0), np.float32(1.0))
     if action_repeat > 1:
         env = ActionRepeat(env, action_repeat)
     if seed is not None:

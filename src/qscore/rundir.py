@@ -80,6 +80,18 @@ def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss, Q value, parameter, observation or reward became non-finite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was written."""
+
+    def __init__(self, message: str, status: str = "interrupted") -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in PACKAGES:

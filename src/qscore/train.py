@@ -55,6 +55,9 @@ from qscore.logs import CsvLog, TensorBoard
 from qscore.replay import Transition, create_replay, load_replay, replay_state
 from qscore.rundir import (
     RunDirError,
+    TrainingDiverged,
+    TrainingInterrupted,
+    check_run_dir,
     prepare_run_dir,
     run_seeds,
     seed_dirs,
@@ -67,18 +70,6 @@ EVAL_SEED_OFFSET = 1_000_003
 """The eval env's seeds start at seed + this, far from the training env's seeds."""
 
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "episodes", "wall_time"]
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss, Q value, parameter, observation or reward became non-finite."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGINT or SIGTERM stopped training after a checkpoint was written."""
-
-    def __init__(self, message: str, status: str = "interrupted") -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -261,6 +252,7 @@ def train_seeds(
     run_dir = Path(run_dir)
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ConfigError(f"--seeds must be distinct, got {seeds}")
+    check_run_dir(run_dir, overwrite)  # before the slow part: envs, agents, compilation
     multi = len(seeds) > 1
     dirs = seed_dirs(run_dir, seeds) if multi else [run_dir]
     algorithm = get_algorithm(config.algo)
