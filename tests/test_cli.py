@@ -229,3 +229,14 @@ def test_help_gives_each_field_its_whole_docstring(capsys):
     # Docstrings that span several source lines are not cut after the first one.
     assert "or ``normalized_per_state`` (the same with mean|g| taken per state)." in help_text
     assert "For testing that a learner is invariant to the reward scale." in help_text
+
+
+@pytest.mark.parametrize(
+    "preset_flags, shown", [([], "(robust: 3)"), (["--preset", "paper"], "(paper: 1)")]
+)
+def test_train_help_shows_the_values_of_the_preset_the_run_uses(capsys, preset_flags, shown):
+    with pytest.raises(SystemExit):
+        main(["train", *preset_flags, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    n_step_help = help_text.rsplit("--n-step N_STEP", 1)[1].split("--n-step-fraction", 1)[0]
+    assert n_step_help.strip().startswith("[n] TD targets") and shown in n_step_help

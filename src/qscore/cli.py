@@ -22,7 +22,6 @@ from qscore.config import (
     PRESETS,
     ConfigError,
     RunConfig,
-    TrainConfig,
     make_config,
     validate,
 )
@@ -36,8 +35,15 @@ AGENT, TRAIN = "agent", "train"
 
 
 def _field_doc(cls: type, name: str) -> str:
-    """The docstring under a dataclass field, whole and on one line, taken from the class
-    source (for --help)."""
+    """The docstring under a dataclass field, whole and on one line, taken from the source
+    of the class or of the base class that declares it (for --help)."""
+    for owner in cls.__mro__:
+        if name in getattr(owner, "__annotations__", {}):
+            return _doc_in_source(owner, name)
+    return ""
+
+
+def _doc_in_source(cls: type, name: str) -> str:
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
@@ -93,12 +99,18 @@ def _flag_type(default: Any) -> Any:
 
 
 def add_config_flags(
-    parser: argparse.ArgumentParser, cls: type, prefix: str, group_title: str
+    parser: argparse.ArgumentParser,
+    defaults: Any,
+    prefix: str,
+    group_title: str,
+    preset: str,
 ) -> None:
-    """One flag per dataclass field; defaults are suppressed so only given flags override."""
+    """One flag per field of the dataclass ``defaults``, whose values the help shows (those
+    of ``preset``); defaults are suppressed so that only given flags override."""
+    cls = type(defaults)
     group = parser.add_argument_group(group_title)
     for f in fields(cls):
-        default = getattr(cls(), f.name)
+        default = getattr(defaults, f.name)
         names = FLAG_ALIASES.get(f.name, []) + ["--" + f.name.replace("_", "-")]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
@@ -107,7 +119,7 @@ def add_config_flags(
             type=_flag_type(default),
             default=argparse.SUPPRESS,
             metavar=f.name.upper(),
-            help=f"{_field_doc(cls, f.name)} (paper: {shown})",
+            help=f"{_field_doc(cls, f.name)} ({preset}: {shown})",
         )
 
 
@@ -130,8 +142,12 @@ def _add_results_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
-    """The parser; ``train`` gets the flags of ``algo``'s config."""
+def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``train`` gets the flags of ``algo``'s config, and its help shows the
+    values of ``preset`` (default: the algorithm's default preset)."""
+    if preset not in PRESETS[algo]:
+        preset = DEFAULT_PRESETS[algo]
+    defaults = make_config(preset, algo=algo)
     parser = OneLineParser(
         prog="qscore", description="Diffusion policies trained with Q-score matching."
     )
@@ -160,9 +176,9 @@ def build_parser(algo: str = "qsm") -> argparse.ArgumentParser:
     )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    config_cls = ALGORITHM_CONFIGS[algo]
-    add_config_flags(train, config_cls, AGENT, f"learner ({config_cls.__name__}, --algo {algo})")
-    add_config_flags(train, TrainConfig, TRAIN, "training loop (TrainConfig)")
+    name = type(defaults.agent).__name__
+    add_config_flags(train, defaults.agent, AGENT, f"learner ({name}, --algo {algo})", preset)
+    add_config_flags(train, defaults.train, TRAIN, "training loop (TrainConfig)", preset)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run's newest checkpoint")
     evaluate.add_argument("run_dir", type=Path, help="a run directory written by qscore train")
@@ -531,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     from qscore.rundir import RunDirError, TrainingDiverged, TrainingInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(_algo_of(argv)).parse_args(argv)
+    args = build_parser(_algo_of(argv), _peek(argv, "--preset")).parse_args(argv)
     handlers = {
         "train": run_train,
         "eval": run_eval,
