@@ -41,7 +41,7 @@ from qscore.config import make_config
 from qscore.envs import make_env, space_dims
 from qscore.logs import read_csv
 from qscore.replay import Transition
-from qscore.train import train_seeds
+from qscore.training import train_seeds
 
 CELLS = (("qsm", "robust"), ("qsm", "paper"), ("qsm", "fast"), ("sac", "paper"), ("td3", "paper"))
 

@@ -17,7 +17,7 @@ from qscore.config import make_config
 from qscore.envs import make_env, space_dims
 from qscore.evaluate import run_episodes
 from qscore.logs import read_csv
-from qscore.train import EVAL_SEED_OFFSET, train, train_seeds
+from qscore.training import EVAL_SEED_OFFSET, train, train_seeds
 
 LOOP = {
     "env_id": "Pendulum-v1",

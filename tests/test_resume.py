@@ -20,7 +20,7 @@ from qscore.checkpoint import AGENT_FILE, agent_from_bytes, latest_checkpoint, l
 from qscore.cli import main
 from qscore.config import make_config
 from qscore.logs import read_csv
-from qscore.train import TrainingDiverged, resume, train
+from qscore.training import TrainingDiverged, resume, train
 
 from .conftest import TINY
 from .helpers import ACTION_DIM, OBS_DIM, leaves_equal, random_batches

@@ -15,7 +15,7 @@ from flax import serialization
 from qscore.checkpoint import AGENT_FILE, latest_checkpoint
 from qscore.config import make_config
 from qscore.logs import read_csv
-from qscore.train import resume, train, train_seeds
+from qscore.training import resume, train, train_seeds
 
 from .conftest import TINY
 

@@ -113,7 +113,7 @@ def test_a_failing_cell_is_reported_and_the_others_finish(tmp_path, capsys):
 
 
 def test_a_signal_stops_the_whole_sweep_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    from qscore import train as train_module
+    from qscore import training as train_module
 
     started = []
 

@@ -9,7 +9,7 @@ import pytest
 
 from qscore.config import make_config
 from qscore.logs import read_csv
-from qscore.train import RunDirError, collect_transition, train
+from qscore.training import RunDirError, collect_transition, train
 
 from .conftest import TINY
 

@@ -1,6 +1,23 @@
-"""qscore: diffusion-model policies trained from rewards with Q-score matching (QSM)."""
+"""qscore: diffusion-model policies trained from rewards with Q-score matching (QSM).
 
-from qscore.config import PRESETS, QSMConfig, RunConfig, TrainConfig, make_config
+The Python API (docs/api.md): :func:`make_config`, :func:`train`, :func:`load` and
+:class:`Policy`, loaded on first use (so that ``import qscore`` and the command line's
+quick checks do not import JAX).
+"""
 
-__all__ = ["PRESETS", "QSMConfig", "RunConfig", "TrainConfig", "make_config", "__version__"]
+from typing import Any
+
+from qscore.config import PRESETS, QSMConfig, RunConfig, TrainConfig
+
+API_NAMES = ("Policy", "TrainResult", "load", "make_config", "train")
+
+__all__ = ["PRESETS", "QSMConfig", "RunConfig", "TrainConfig", "__version__", *API_NAMES]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in API_NAMES:
+        from qscore import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'qscore' has no attribute {name!r}")

@@ -4,7 +4,7 @@
 
 * ``agent.msgpack``: all parameters, optimiser states, target networks and keys;
 * ``loop.json``: counters, keys, host RNG state and the episode in progress
-  (:class:`qscore.train.LoopState`);
+  (:class:`qscore.training.LoopState`);
 * ``replay.npz``: the replay buffer (kept in the newest checkpoint only, to save disk).
 
 A checkpoint is written into a hidden temporary directory, every file fsynced, and then

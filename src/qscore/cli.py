@@ -317,7 +317,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.resume is None and args.out is not None:
         check_run_dir(Path(args.out), args.overwrite)  # at once, before JAX is imported
-    from qscore.train import resume, train_seeds
+    from qscore.training import resume, train_seeds
 
     if args.resume is not None:
         if args.out is not None or args.overwrite or args.seeds:

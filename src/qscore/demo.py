@@ -1,6 +1,6 @@
 """``qscore demo multimodal``: QSM and SAC on a bandit whose best actions form separate modes.
 
-Both algorithms are trained by the ordinary loop (:func:`qscore.train.train`) on
+Both algorithms are trained by the ordinary loop (:func:`qscore.training.train`) on
 :class:`qscore.bandit.MultimodalBandit` (four equal peaks by default, or two), each into its
 own run directory ``OUT/qsm`` and ``OUT/sac`` with a checkpoint at every quarter of
 training. Many actions are then sampled from the policy of every checkpoint (and of the
@@ -48,7 +48,7 @@ from qscore.bandit import DEFAULT_WIDTH, OBS_DIM, bandit_env_id, bump_reward, de
 from qscore.checkpoint import list_checkpoints, load_agent
 from qscore.config import ConfigError, RunConfig, make_config
 from qscore.rundir import check_run_dir
-from qscore.train import train
+from qscore.training import train
 
 DEMOS = ("multimodal",)
 """Names accepted by ``qscore demo``."""

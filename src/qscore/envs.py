@@ -128,7 +128,7 @@ def make_env(
 ) -> gym.Env:
     """A Gymnasium env whose actions are rescaled to [-1, 1]; ``seed`` seeds its action space.
 
-    The first ``reset`` must still be given the seed (see :func:`qscore.train`). Ids starting
+    The first ``reset`` must still be given the seed (see :func:`qscore.training`). Ids starting
     with ``dmc:`` are DeepMind Control Suite tasks (see :mod:`qscore.dmc`).
     """
     from qscore.dmc import DMC_PREFIX, make_dmc_env  # here: qscore.dmc imports EnvError
@@ -144,8 +144,13 @@ def make_env(
     if env_id not in gym.registry:
         raise EnvError(_unknown_env_message(env_id))
     kwargs = {"render_mode": render_mode} if render_mode else {}
-    env = gym.make(env_id, **kwargs)
-    check_spaces(env_id, env)
+    return wrap_env(gym.make(env_id, **kwargs), env_id, seed, action_repeat)
+
+
+def wrap_env(env: gym.Env, name: str, seed: int | None = None, action_repeat: int = 1) -> gym.Env:
+    """A made Gymnasium env, checked (:func:`check_spaces`), its actions rescaled to
+    [-1, 1], ``action_repeat`` applied and its action space seeded; ``name`` is for errors."""
+    check_spaces(name, env)
     low, high = env.action_space.low, env.action_space.high
     if not (np.all(low == -1.0) and np.all(high == 1.0)):
         env = gym.wrappers.RescaleAction(env, np.float32(-1.0), np.float32(1.0))
@@ -154,6 +159,20 @@ def make_env(
     if seed is not None:
         env.action_space.seed(seed)
     return env
+
+
+def original_action_bounds(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
+    """The action bounds of the task inside an env from :func:`make_env` or
+    :func:`wrap_env`, before the rescaling to [-1, 1] (float32)."""
+    inner = env
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, gym.wrappers.RescaleAction):
+            space = inner.env.action_space
+            break
+        inner = inner.env
+    else:
+        space = env.action_space
+    return np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
 
 
 def space_dims(env: gym.Env) -> tuple[int, int]:

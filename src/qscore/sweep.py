@@ -139,7 +139,7 @@ def cell_status(cell: Cell) -> str:
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Run (or resume, or skip) one cell. Errors are returned, so that one failed cell
     does not stop the others; only SIGINT or SIGTERM (which stop the sweep) raise."""
-    from qscore.train import TrainingInterrupted, resume, train
+    from qscore.training import TrainingInterrupted, resume, train
 
     try:
         status = cell_status(cell)

@@ -1,7 +1,7 @@
 import sys, json
 import jax, numpy as np
 from qscore.config import make_config
-from qscore.train import train_seeds, EVAL_SEED_OFFSET
+from qscore.training import train_seeds, EVAL_SEED_OFFSET
 from qscore.envs import make_env, space_dims
 from qscore.agents import get_algorithm
 from qscore.checkpoint import load_agent, latest_checkpoint

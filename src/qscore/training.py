@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -49,7 +49,7 @@ from qscore.engine import (
     store_and_act,
     train_step,
 )
-from qscore.envs import make_env, space_dims
+from qscore.envs import make_env, space_dims, wrap_env
 from qscore.evaluate import Trajectory, critic_error, run_episodes_seeds
 from qscore.logs import CsvLog, TensorBoard
 from qscore.replay import Transition, create_replay, load_replay, replay_state
@@ -211,15 +211,27 @@ def seed_config(config: RunConfig, seed: int) -> RunConfig:
     return replace(config, train=replace(config.train, seed=seed))
 
 
-def _new_seed_run(config: RunConfig, seed: int, run_dir: Path) -> SeedRun:
-    """Envs and a fresh loop state for one seed of ``config``."""
+EnvFactory = Callable[[], gym.Env]
+"""Makes a fresh Gymnasium env (for tasks that are not registered ids)."""
+
+
+def _new_seed_run(
+    config: RunConfig, seed: int, run_dir: Path, env_factory: EnvFactory | None = None
+) -> SeedRun:
+    """Envs (made by ``env_factory`` if given, else from the config's id) and a fresh loop
+    state for one seed of ``config``."""
     cfg = seed_config(config, seed)
     tc = cfg.train
-    env = make_env(tc.env_id, seed=seed, action_repeat=tc.action_repeat)
+
+    def new_env(env_seed: int) -> gym.Env:
+        if env_factory is None:
+            return make_env(tc.env_id, seed=env_seed, action_repeat=tc.action_repeat)
+        return wrap_env(env_factory(), tc.env_id, env_seed, tc.action_repeat)
+
+    env = new_env(seed)
     if tc.reward_scale != 1.0:
         env = gym.wrappers.TransformReward(env, partial(_scaled, factor=tc.reward_scale))
-    eval_env = make_env(tc.env_id, seed=seed + EVAL_SEED_OFFSET, action_repeat=tc.action_repeat)
-    return SeedRun(cfg, run_dir, env, eval_env, LoopState(seed=seed))
+    return SeedRun(cfg, run_dir, env, new_env(seed + EVAL_SEED_OFFSET), LoopState(seed=seed))
 
 
 def replay_capacity(config: RunConfig) -> int:
@@ -242,6 +254,7 @@ def train_seeds(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    env_factory: EnvFactory | None = None,
 ) -> list[dict[str, Any]]:
     """Train one independent agent per seed in one process, their updates vmapped together.
 
@@ -256,7 +269,10 @@ def train_seeds(
     multi = len(seeds) > 1
     dirs = seed_dirs(run_dir, seeds) if multi else [run_dir]
     algorithm = get_algorithm(config.algo)
-    runs = [_new_seed_run(config, seed, folder) for seed, folder in zip(seeds, dirs, strict=True)]
+    runs = [
+        _new_seed_run(config, seed, folder, env_factory)
+        for seed, folder in zip(seeds, dirs, strict=True)
+    ]
     dims = space_dims(runs[0].env)
     agents = [algorithm.create(run.config.agent, *dims, run.state.seed) for run in runs]
     device = create_state(agents, seeds, dims, replay_capacity(config))

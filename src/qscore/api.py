@@ -1,0 +1,184 @@
+"""The Python API: a config from field names, training that returns the policy, loading one.
+
+    import qscore
+    config = qscore.make_config("qsm", env="Pendulum-v1", total_steps=5_000)
+    result = qscore.training(config)              # no run_dir: nothing is kept on disk
+    action = result.policy(observation)        # in the environment's own units
+    policy = qscore.load("runs/pendulum")      # a saved run's newest checkpoint
+
+See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tempfile
+from dataclasses import dataclass, fields, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from qscore.config import (
+    ALGORITHM_CONFIGS,
+    DEFAULT_PRESETS,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    validate,
+)
+from qscore.config import make_config as make_preset_config
+
+
+def make_config(
+    algo: str = "qsm", preset: str | None = None, env: str = "Hopper-v4", **values: Any
+) -> RunConfig:
+    """A validated run config: ``algo``'s ``preset`` (default: the CLI's default for that
+    algorithm) with any field of the algorithm's config or of :class:`TrainConfig` set by
+    name, e.g. ``make_config("qsm", env="Pendulum-v1", total_steps=5_000, utd=2)``."""
+    if algo not in ALGORITHM_CONFIGS:
+        raise ConfigError(f"unknown algorithm {algo!r}; choose one of {sorted(ALGORITHM_CONFIGS)}")
+    agent_names = {f.name for f in fields(ALGORITHM_CONFIGS[algo])}
+    train_names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - agent_names - train_names)
+    if unknown:
+        raise ConfigError(f"unknown {algo} or training field(s): {', '.join(unknown)}")
+    agent = {k: v for k, v in values.items() if k in agent_names}
+    train = {k: v for k, v in values.items() if k in train_names}
+    return make_preset_config(
+        preset or DEFAULT_PRESETS[algo], agent, {"env_id": env, **train}, algo
+    )
+
+
+@partial(jax.jit, static_argnames=("explore",))
+def _actions(agent: Any, obs: jax.Array, keys: jax.Array, explore: bool) -> jax.Array:
+    return jax.vmap(lambda o, k: agent.policy(o, k, explore)[0])(obs, keys)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A trained agent's policy, callable on one observation or a batch; actions come back
+    in the environment's own units (the agent acts in [-1, 1]).
+
+    ``explore`` adds the training-time exploration noise. For QSM, :meth:`with_options`
+    changes the chain's sampling (``best_of_n_eval``, ``sampling_temperature``, ...).
+    """
+
+    agent: Any
+    low: np.ndarray
+    """The environment's action bounds (``action_space.low``)."""
+    high: np.ndarray
+    explore: bool = False
+
+    def __call__(
+        self, obs: Any, key: jax.Array | None = None, seed: int | None = None
+    ) -> np.ndarray:
+        """Actions for ``obs`` (shape (obs_dim,) or (batch, obs_dim)); the noise comes from
+        ``key``, else from ``seed`` (default 0), so equal calls give equal actions."""
+        obs = np.asarray(obs, np.float32)
+        batch = obs[None] if obs.ndim == 1 else obs
+        if key is None:
+            key = jax.random.PRNGKey(0 if seed is None else seed)
+        keys = jax.random.split(key, len(batch))
+        unit = np.asarray(_actions(self.agent, batch, keys, self.explore))
+        actions = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+        return actions[0] if obs.ndim == 1 else actions
+
+    def with_options(self, **agent_fields: Any) -> Policy:
+        """The same parameters acting with other sampling options of the agent's config."""
+        config = replace(self.agent.config, **agent_fields)
+        validate(RunConfig(agent=config, algo=_algo_of(config)))
+        return replace(self, agent=self.agent.replace(config=config))
+
+
+def _algo_of(agent_config: Any) -> str:
+    return next(name for name, cls in ALGORITHM_CONFIGS.items() if isinstance(agent_config, cls))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns."""
+
+    agent: Any
+    """The trained agent (a pytree: parameters, optimiser states, config)."""
+    policy: Policy
+    summary: dict[str, Any]
+    """As in the run's summary.json."""
+    run_dir: Path | None
+    """Where the run was written; None when nothing was kept."""
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path | None = None,
+    env: gym.Env | Any | None = None,
+    *,
+    progress: bool = False,
+) -> TrainResult:
+    """Train one agent as ``config`` says and return it with its policy and summary.
+
+    ``env`` may be a Gymnasium env or a callable that makes one (for tasks that are not
+    registered ids); by default the env is made from ``config.train.env_id``. An env
+    instance is copied (``copy.deepcopy``) for evaluation. Without ``run_dir`` the run goes
+    to a temporary directory that is deleted before returning.
+    """
+    factory = _env_factory(env)
+    if run_dir is not None:
+        return _train_into(config, Path(run_dir), factory, progress)
+    with tempfile.TemporaryDirectory(prefix="qscore-") as scratch:
+        result = _train_into(config, Path(scratch) / "run", factory, progress)
+    return dataclasses.replace(result, run_dir=None)
+
+
+def _train_into(config: RunConfig, run_dir: Path, factory: Any, progress: bool) -> TrainResult:
+    from qscore.training import train_seeds
+
+    summary = train_seeds(
+        config, [config.train.seed], run_dir, progress=progress, env_factory=factory
+    )[0]
+    policy = _newest_policy(config, run_dir, factory)
+    return TrainResult(policy.agent, policy, summary, run_dir)
+
+
+def load(run_dir: str | Path, env: gym.Env | Any | None = None) -> Policy:
+    """The policy of a run's newest checkpoint (a single-seed run, or one ``seed_S/`` of a
+    multi-seed run). ``env`` as in :func:`train`, for runs of unregistered tasks."""
+    from qscore.rundir import read_config
+
+    run_dir = Path(run_dir)
+    config = RunConfig.from_dict(read_config(run_dir))
+    return _newest_policy(config, run_dir, _env_factory(env))
+
+
+def _env_factory(env: Any) -> Any:
+    """A callable that makes a fresh env, or None to make it from the config's id."""
+    if env is None:
+        return None
+    if isinstance(env, gym.Env):
+        return partial(copy.deepcopy, env)
+    if callable(env):
+        return env
+    raise ConfigError(f"env must be a Gymnasium env or a callable that makes one, got {env!r}")
+
+
+def _newest_policy(config: RunConfig, run_dir: Path, factory: Any) -> Policy:
+    """The policy of ``run_dir``'s newest checkpoint, with the task's action bounds."""
+    from qscore.checkpoint import latest_checkpoint, restore_agent
+    from qscore.envs import make_env, original_action_bounds, space_dims, wrap_env
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint")
+    tc = config.train
+    if factory is None:
+        env = make_env(tc.env_id, action_repeat=tc.action_repeat)
+    else:
+        env = wrap_env(factory(), tc.env_id, action_repeat=tc.action_repeat)
+    dims, (low, high) = space_dims(env), original_action_bounds(env)
+    env.close()
+    agent, _ = restore_agent(config, *dims, checkpoint)
+    return Policy(agent, low, high)
