@@ -183,3 +183,11 @@ def test_throughput_measures_the_loop_and_the_update_alone(tmp_path):
         assert math.isfinite(alone) and alone > 0
     rate = throughput.end_to_end("td3", "fast", [0, 1], args, tmp_path)
     assert math.isfinite(rate) and rate > 0
+
+
+def test_policy_latency_times_jax_and_onnxruntime(tmp_path):
+    pytest.importorskip("jax2onnx")
+    latency = load_script("policy_latency")
+    figures = latency.measure("fast", 5, tmp_path)
+    assert figures["jax_us"] > 0 and figures["onnxruntime_us"] > 0
+    assert math.isfinite(figures["jax_over_onnxruntime"])

@@ -72,6 +72,7 @@ class Policy:
     low: np.ndarray
     """The environment's action bounds (``action_space.low``)."""
     high: np.ndarray
+    obs_dim: int
     explore: bool = False
 
     def __call__(
@@ -181,4 +182,4 @@ def _newest_policy(config: RunConfig, run_dir: Path, factory: Any) -> Policy:
     dims, (low, high) = space_dims(env), original_action_bounds(env)
     env.close()
     agent, _ = restore_agent(config, *dims, checkpoint)
-    return Policy(agent, low, high)
+    return Policy(agent, low, high, dims[0])

@@ -195,6 +195,21 @@ def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.Argum
         "(default: the run's best_of_n_eval)",
     )
 
+    evaluate.add_argument(
+        "--policy",
+        type=Path,
+        help="run this ONNX file (from qscore export) with onnxruntime instead of JAX",
+    )
+
+    export = commands.add_parser(
+        "export", help="write a QSM run's policy as one ONNX file (needs the export extra)"
+    )
+    export.add_argument("run_dir", type=Path, help="a run directory written by qscore train")
+    export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument(
+        "--best-of-n", type=int, help="chain samples picked from by Q (default: the run's)"
+    )
+
     sweep = commands.add_parser("sweep", help="run a grid of runs from a TOML spec (resumable)")
     sweep.add_argument("spec", type=Path, help="sweep spec (see qscore.sweep)")
     sweep.add_argument("--out", type=Path, required=True, help="sweep directory")
@@ -379,6 +394,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if checkpoint is None:
         raise FileNotFoundError(f"{args.run_dir} has no checkpoint")
     agent, step = restore_agent(config, obs_dim, action_dim, checkpoint)
+    if args.policy is not None:
+        agent = _onnx_agent(args.policy, agent, env, obs_dim)
     frames: list[np.ndarray] | None = [] if args.video else None
     returns = run_episodes(
         agent, env, args.episodes, args.seed, jax.random.PRNGKey(args.seed), frames
@@ -394,6 +411,29 @@ def run_eval(args: argparse.Namespace) -> int:
         args.video.parent.mkdir(parents=True, exist_ok=True)
         imageio.mimsave(args.video, frames, fps=fps, macro_block_size=1)
         print(f"video of the first episode ({len(frames)} frames) written to {args.video}")
+    return 0
+
+
+def _onnx_agent(path: Path, agent: Any, env: Any, obs_dim: int) -> Any:
+    """The exported policy at ``path`` with ``agent``'s ``act`` (for run_episodes)."""
+    from qscore.api import Policy
+    from qscore.envs import original_action_bounds
+    from qscore.export import OnnxAgent
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX file at {path}")
+    return OnnxAgent(path, Policy(agent, *original_action_bounds(env), obs_dim))
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from qscore.api import load
+    from qscore.export import export_onnx
+
+    policy = load(args.run_dir)
+    if args.best_of_n is not None:
+        policy = policy.with_options(best_of_n_eval=args.best_of_n)
+    path = export_onnx(policy, args.out)
+    print(f"policy of {args.run_dir} written to {path}")
     return 0
 
 
@@ -551,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "train": run_train,
         "eval": run_eval,
+        "export": run_export,
         "sweep": run_sweep_command,
         "plot": run_plot,
         "table": run_table,

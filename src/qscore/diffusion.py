@@ -114,20 +114,60 @@ def sample_chain(
     actions = jax.random.normal(init_key, shape)
     step_keys = jax.random.split(step_keys, num_steps)
 
-    def reverse_step(actions: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple:
+    def step(actions: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple:
         k, step_key = inputs
-        eps = denoise(actions, jnp.full((1, 1), k))
-        beta, alpha, alpha_bar = schedule.betas[k], schedule.alphas[k], schedule.alpha_bars[k]
-        mean = (actions - beta / jnp.sqrt(1.0 - alpha_bar) * eps) / jnp.sqrt(alpha)
         z = jax.random.normal(step_key, shape)
-        actions = mean + (k > 0) * jnp.sqrt(beta) * temperature * z
-        if clip:
-            actions = jnp.clip(actions, -1.0, 1.0)
-        return actions, None
+        return reverse_step(denoise, schedule, actions, k, z, temperature, clip), None
 
     ks = jnp.arange(num_steps - 1, -1, -1)
     # Unrolled: T is small, and XLA then fuses across steps and counts every step's FLOPs.
-    actions, _ = jax.lax.scan(reverse_step, actions, (ks, step_keys[ks]), unroll=True)
+    actions, _ = jax.lax.scan(step, actions, (ks, step_keys[ks]), unroll=True)
+    return actions
+
+
+def reverse_step(
+    denoise: DenoiseFn,
+    schedule: Schedule,
+    actions: jax.Array,
+    k: jax.Array,
+    z: jax.Array,
+    temperature: float,
+    clip: bool,
+) -> jax.Array:
+    """a_{k-1} = (a_k - beta_k / sqrt(1 - alpha_bar_k) eps_theta(a_k, k)) / sqrt(alpha_k)
+    + sqrt(beta_k) * temperature * z (no noise at k = 0), clipped to [-1, 1] if ``clip``."""
+    eps = denoise(actions, jnp.full((1, 1), k))
+    beta, alpha, alpha_bar = schedule.betas[k], schedule.alphas[k], schedule.alpha_bars[k]
+    mean = (actions - beta / jnp.sqrt(1.0 - alpha_bar) * eps) / jnp.sqrt(alpha)
+    actions = mean + (k > 0) * jnp.sqrt(beta) * temperature * z
+    return jnp.clip(actions, -1.0, 1.0) if clip else actions
+
+
+def chain_noise(key: jax.Array, shape: tuple[int, int], num_steps: int) -> jax.Array:
+    """The Gaussian draws :func:`sample_chain` makes from ``key``: a_T's at row 0, step k's
+    z at row k + 1; shape (T + 1, B, d)."""
+    init_key, step_keys = jax.random.split(key)
+    initial = jax.random.normal(init_key, shape)
+    per_step = jax.vmap(lambda step_key: jax.random.normal(step_key, shape))(
+        jax.random.split(step_keys, num_steps)
+    )
+    return jnp.concatenate([initial[None], per_step])
+
+
+def run_chain(
+    denoise: DenoiseFn,
+    schedule: Schedule,
+    noise: jax.Array,
+    temperature: float = 1.0,
+    clip: bool = True,
+) -> jax.Array:
+    """:func:`sample_chain` with its Gaussian draws given (:func:`chain_noise`'s layout):
+    no random numbers inside, for export to ONNX. Python-unrolled (T is small)."""
+    actions = noise[0]
+    for k in range(schedule.betas.shape[0] - 1, -1, -1):
+        actions = reverse_step(
+            denoise, schedule, actions, jnp.asarray(k), noise[k + 1], temperature, clip
+        )
     return actions
 
 

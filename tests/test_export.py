@@ -1,0 +1,59 @@
+"""ONNX export: the exported graph gives the JAX policy's actions, and eval runs it."""
+
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from qscore.agents.qsm import create_qsm
+from qscore.api import Policy
+from qscore.config import make_config
+
+from .conftest import TINY
+
+pytest.importorskip("jax2onnx")
+pytest.importorskip("onnxruntime")
+from qscore.export import OnnxAgent, export_onnx  # noqa: E402
+
+
+@pytest.mark.parametrize("best_of_n", [1, 4])
+def test_onnx_policy_gives_the_jax_actions_for_the_same_keys(tmp_path, best_of_n):
+    config = make_config("fast", {**TINY, "best_of_n_eval": best_of_n}).agent
+    agent = create_qsm(config, 5, 2, seed=0)  # untrained: the chain's actions are spread
+    low, high = np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32)
+    policy = Policy(agent, low, high, obs_dim=5)
+    onnx_agent = OnnxAgent(export_onnx(policy, tmp_path / "policy.onnx"), policy)
+    rng = np.random.default_rng(0)
+    unit_actions = []
+    for index in range(10):
+        obs = rng.normal(size=5).astype(np.float32)
+        key = jax.random.PRNGKey(index)
+        expected, expected_key = agent.act(obs, key, explore=False)
+        action, next_key = onnx_agent.act(obs, key)
+        np.testing.assert_allclose(action, expected, atol=2e-5)
+        np.testing.assert_array_equal(np.asarray(next_key), np.asarray(expected_key))
+        unit_actions.append(expected)
+    assert np.ptp(np.stack(unit_actions), axis=0).min() > 0.1  # not all on a bound
+
+
+def test_export_then_eval_with_onnxruntime_gives_the_jax_returns(tmp_path):
+    run, onnx_file = tmp_path / "run", tmp_path / "policy.onnx"
+    flags = ["--preset", "fast", "--actor-hidden", "32,32", "--critic-hidden", "32,32",
+             "--batch-size", "16", "--steps", "300", "--warmup-steps", "200",
+             "--eval-every", "0", "--eval-episodes", "1", "--no-progress"]  # fmt: skip
+    cli = [sys.executable, "-m", "qscore.cli"]
+    subprocess.run([*cli, "train", "--env", "Pendulum-v1", "--out", str(run), *flags],
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run([*cli, "export", str(run), "--out", str(onnx_file), "--best-of-n", "2"],
+                   check=True, capture_output=True)  # fmt: skip
+    returns = []
+    for extra in ([], ["--policy", str(onnx_file)]):
+        done = subprocess.run(
+            [*cli, "eval", str(run), "--episodes", "2", "--best-of-n", "2", *extra],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        returns.append(float(re.search(r"return (-?[\d.]+)", done.stdout).group(1)))
+    assert returns[0] == pytest.approx(returns[1], abs=0.05)
