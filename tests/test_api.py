@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import qscore
+from qscore.agents.qsm import create_qsm
 from qscore.config import ConfigError
 
 from .conftest import TINY
@@ -66,8 +67,9 @@ def test_an_unregistered_env_trains_from_a_callable_or_an_instance(make, tmp_pat
 
 
 def test_policy_options_change_the_qsm_chain():
-    config = qscore.make_config("qsm", preset="fast", env="Pendulum-v1", **TINY, **TINY_TRAIN)
-    policy = qscore.train(config).policy
+    config = qscore.make_config("qsm", preset="fast", env="Pendulum-v1", **TINY).agent
+    bounds = np.full(1, 2.0, np.float32)
+    policy = qscore.Policy(create_qsm(config, 3, 1, seed=0), -bounds, bounds, obs_dim=3)
     picky = policy.with_options(best_of_n_eval=4)
     assert picky.agent.config.best_of_n_eval == 4 and policy.agent.config.best_of_n_eval == 1
     obs = np.zeros((3, 3), np.float32)

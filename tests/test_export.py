@@ -1,8 +1,6 @@
 """ONNX export: the exported graph gives the JAX policy's actions, and eval runs it."""
 
 import re
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -10,6 +8,7 @@ import pytest
 
 from qscore.agents.qsm import create_qsm
 from qscore.api import Policy
+from qscore.cli import main
 from qscore.config import make_config
 
 from .conftest import TINY
@@ -39,21 +38,27 @@ def test_onnx_policy_gives_the_jax_actions_for_the_same_keys(tmp_path, best_of_n
     assert np.ptp(np.stack(unit_actions), axis=0).min() > 0.1  # not all on a bound
 
 
-def test_export_then_eval_with_onnxruntime_gives_the_jax_returns(tmp_path):
+def test_export_then_eval_with_onnxruntime_gives_the_jax_returns(tmp_path, capsys):
     run, onnx_file = tmp_path / "run", tmp_path / "policy.onnx"
     flags = ["--preset", "fast", "--actor-hidden", "32,32", "--critic-hidden", "32,32",
              "--batch-size", "16", "--steps", "300", "--warmup-steps", "200",
              "--eval-every", "0", "--eval-episodes", "1", "--no-progress"]  # fmt: skip
-    cli = [sys.executable, "-m", "qscore.cli"]
-    subprocess.run([*cli, "train", "--env", "Pendulum-v1", "--out", str(run), *flags],
-                   check=True, capture_output=True)  # fmt: skip
-    subprocess.run([*cli, "export", str(run), "--out", str(onnx_file), "--best-of-n", "2"],
-                   check=True, capture_output=True)  # fmt: skip
+    assert main(["train", "--env", "Pendulum-v1", "--out", str(run), *flags]) == 0
+    assert main(["export", str(run), "--out", str(onnx_file), "--best-of-n", "2"]) == 0
+    capsys.readouterr()
     returns = []
     for extra in ([], ["--policy", str(onnx_file)]):
-        done = subprocess.run(
-            [*cli, "eval", str(run), "--episodes", "2", "--best-of-n", "2", *extra],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        returns.append(float(re.search(r"return (-?[\d.]+)", done.stdout).group(1)))
+        assert main(["eval", str(run), "--episodes", "2", "--best-of-n", "2", *extra]) == 0
+        printed = capsys.readouterr().out
+        returns.append(float(re.search(r"return (-?[\d.]+)", printed).group(1)))
     assert returns[0] == pytest.approx(returns[1], abs=0.05)
+
+
+def test_export_refuses_a_run_of_another_algorithm(tmp_path, capsys):
+    run = tmp_path / "run"
+    flags = ["--actor-hidden", "32,32", "--critic-hidden", "32,32", "--batch-size", "16",
+             "--steps", "120", "--warmup-steps", "100", "--eval-every", "0",
+             "--eval-episodes", "1", "--no-progress"]  # fmt: skip
+    assert main(["train", "--algo", "td3", "--env", "Pendulum-v1", "--out", str(run), *flags]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "p.onnx")]) == 2
+    assert "ONNX export covers QSM policies" in capsys.readouterr().err

@@ -83,12 +83,13 @@ def _min_q(config: Any, critic_params: Any, obs: jax.Array, action: jax.Array) -
 def export_onnx(policy: Any, path: str | Path) -> Path:
     """Write ``policy`` (a QSM :class:`qscore.api.Policy`) as an ONNX file at ``path``
     (atomically), with a dynamic batch size; returns the path."""
+    act = policy_from_noise(policy)  # refuses a policy that is not QSM's
     onnx = _require("onnx")
     jax2onnx = _require("jax2onnx")
     config = policy.agent.config
     samples = config.best_of_n_eval
     model = jax2onnx.to_onnx(
-        policy_from_noise(policy),
+        act,
         [
             ("B", policy.obs_dim),
             (
