@@ -14,7 +14,7 @@ from qscore.config import ConfigError
 from .conftest import TINY
 
 TINY_TD3 = {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "batch_size": 16}
-TINY_TRAIN = {"total_steps": 300, "warmup_steps": 200, "eval_every": 0, "eval_episodes": 1}
+TINY_TRAIN = {"total_steps": 150, "warmup_steps": 100, "eval_every": 0, "eval_episodes": 1}
 
 
 def test_the_example_in_docs_api_md_runs():
@@ -61,7 +61,7 @@ class Unregistered(gym.Env):
 def test_an_unregistered_env_trains_from_a_callable_or_an_instance(make, tmp_path):
     config = qscore.make_config("td3", env="my-task", **TINY_TD3, **TINY_TRAIN)
     result = qscore.train(config, env=make)
-    assert result.run_dir is None and result.summary["steps"] == 300
+    assert result.run_dir is None and result.summary["steps"] == 150
     action = result.policy(np.zeros(2, np.float32))
     assert action.shape == (1,) and 0.0 <= action[0] <= 1.0  # the task's own units
 

@@ -41,7 +41,7 @@ def test_onnx_policy_gives_the_jax_actions_for_the_same_keys(tmp_path, best_of_n
 def test_export_then_eval_with_onnxruntime_gives_the_jax_returns(tmp_path, capsys):
     run, onnx_file = tmp_path / "run", tmp_path / "policy.onnx"
     flags = ["--preset", "fast", "--actor-hidden", "32,32", "--critic-hidden", "32,32",
-             "--batch-size", "16", "--steps", "300", "--warmup-steps", "200",
+             "--batch-size", "16", "--steps", "150", "--warmup-steps", "100",
              "--eval-every", "0", "--eval-episodes", "1", "--no-progress"]  # fmt: skip
     assert main(["train", "--env", "Pendulum-v1", "--out", str(run), *flags]) == 0
     assert main(["export", str(run), "--out", str(onnx_file), "--best-of-n", "2"]) == 0
