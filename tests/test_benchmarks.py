@@ -191,3 +191,9 @@ def test_policy_latency_times_jax_and_onnxruntime(tmp_path):
     figures = latency.measure("fast", 5, tmp_path)
     assert figures["jax_us"] > 0 and figures["onnxruntime_us"] > 0
     assert math.isfinite(figures["jax_over_onnxruntime"])
+
+
+def test_dispatch_cost_counts_the_state_and_times_a_call():
+    dispatch = load_script("dispatch_cost")
+    figures = dispatch.dispatch_us("fast", 3, capacity=100)
+    assert figures["arrays"] > 10 and figures["dispatch_us"] > 0
