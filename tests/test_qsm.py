@@ -150,30 +150,24 @@ def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config,
 
 
 @pytest.mark.parametrize("best_of", [1, 4])
-def test_act_reuses_the_denoiser_tables_of_its_own_parameters_only(tiny_config, best_of):
+def test_frozen_policy_acts_as_the_agent_with_its_own_parameters(tiny_config, best_of):
     config = dataclasses.replace(tiny_config, best_of_n_explore=best_of, best_of_n_eval=best_of)
     agent = create_qsm(config, OBS_DIM, ACTION_DIM, seed=0)
     obs = np.linspace(-1, 1, OBS_DIM).astype(np.float32)
 
-    def acts(agent, use_act):
+    def acts(act):
         actions = []
         for explore in (False, True):
             for seed in range(3):
-                key = jax.random.PRNGKey(seed)
-                act = agent.act if use_act else agent.policy
-                actions.append(np.asarray(act(obs, key, explore)[0]))
+                actions.append(np.asarray(act(obs, jax.random.PRNGKey(seed), explore)[0]))
         return np.stack(actions)
 
-    # act (tables kept on the agent after the first call) gives what policy computes afresh.
-    np.testing.assert_array_equal(acts(agent, True), acts(agent, False))
-    assert "_tables" in agent.__dict__
-    # A new agent with other parameters does not inherit the old ones' tables.
+    # the frozen policy (theta-only terms computed once) gives what policy computes afresh
+    np.testing.assert_array_equal(acts(agent.frozen().act), acts(agent.policy))
+    np.testing.assert_array_equal(acts(agent.act), acts(agent.policy))
+    assert not agent.__dict__.keys() - {f.name for f in dataclasses.fields(agent)}  # no cache
+    # another agent's frozen policy uses its own parameters
     moved = jax.tree_util.tree_map(lambda p: p + 0.3, agent.actor_params)
     other = agent.replace(actor_params=moved)
-    assert "_tables" not in other.__dict__
-    np.testing.assert_array_equal(acts(other, True), acts(other, False))
-    assert not np.array_equal(acts(other, True), acts(agent, True))
-    # Tables computed while tracing (here of a concrete agent inside jit) are not kept.
-    fresh = agent.replace(actor_params=moved)
-    jax.jit(lambda x: fresh._denoiser_tables().time_terms.sum() + x)(0.0)
-    assert "_tables" not in fresh.__dict__
+    np.testing.assert_array_equal(acts(other.frozen().act), acts(other.policy))
+    assert not np.array_equal(acts(other.frozen().act), acts(agent.frozen().act))

@@ -26,8 +26,10 @@ def run_episodes(
     ``env.reset(seed=seed + i)``. ``frames`` and ``trajectories`` as
     :func:`run_episodes_seeds` (for this one env)."""
 
+    policy = agent.frozen()
+
     def act(obs: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        action, next_key = agent.act(obs[0], keys[0], explore=False)
+        action, next_key = policy.act(obs[0], keys[0], explore=False)
         return np.asarray(action)[None], np.asarray(next_key)[None]
 
     returns = run_episodes_seeds(

@@ -128,6 +128,9 @@ class OnnxAgent:
         self.samples = int(metadata["best_of_n_eval"])  # the exported graph's N
         self.policy = policy
 
+    def frozen(self) -> OnnxAgent:
+        return self
+
     def act(self, obs: np.ndarray, key: jax.Array, explore: bool = False) -> tuple:
         from qscore.diffusion import chain_noise
 

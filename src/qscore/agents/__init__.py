@@ -3,7 +3,9 @@
 Every agent is an immutable pytree with the same interface: ``create(config, obs_dim,
 action_dim, seed)``, a jitted ``update(agent, batches)`` performing ``utd`` updates (batches
 with a leading utd axis), and the methods ``policy(obs, key, explore)`` (pure, vmappable)
-and ``act(obs, key, explore)`` (for host observations). An algorithm may add policy
+and ``act(obs, key, explore)`` (for host observations), and ``frozen()``, a policy object
+with the same ``act`` for acting many times with fixed parameters (QSM precomputes its
+denoiser's parameter-only terms there). An algorithm may add policy
 diagnostics computed at logging time (QSM: the spread of its action samples).
 """
 

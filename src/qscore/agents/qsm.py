@@ -24,6 +24,7 @@ One update, for a batch (s, a, r, s', terminated) from replay:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -90,14 +91,16 @@ class QSMAgent(struct.PyTreeNode):
         return self._select(obs, key, explore, tables=None)
 
     def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
-        """:meth:`policy` for a host observation, returning a NumPy action.
-
-        Meant for a fixed policy (evaluation, deployment): the denoiser's terms that depend
-        on theta alone (:func:`qscore.networks.denoiser_tables`) are computed by the first
-        call on this agent and reused by later ones, which gives the same actions.
-        """
-        action, next_key = self._select(obs, key, explore, tables=self._denoiser_tables())
+        """:meth:`policy` for a host observation, returning a NumPy action. To act many
+        times with fixed parameters, :meth:`frozen` computes the terms that depend on theta
+        alone once."""
+        action, next_key = self._select(obs, key, explore, tables=None)
         return np.asarray(action), next_key
+
+    def frozen(self) -> FrozenQSMPolicy:
+        """This agent's policy for acting many times (evaluation, deployment)."""
+        tables = _policy_tables(self.config, self.action_dim, self.actor_params)
+        return FrozenQSMPolicy(self, tables)
 
     def _select(self, obs: jax.Array, key: jax.Array, explore: bool, tables: Any) -> tuple:
         return _select_action(
@@ -112,16 +115,22 @@ class QSMAgent(struct.PyTreeNode):
             explore,
         )
 
-    def _denoiser_tables(self) -> DenoiserTables:
-        """The denoiser tables of this agent's theta, kept on the instance after the first
-        call (agents are immutable; ``replace`` makes a new instance without them). Tables
-        computed while tracing are not kept."""
-        tables = self.__dict__.get("_tables")
-        if tables is None:
-            tables = _policy_tables(self.config, self.action_dim, self.actor_params)
-            if not any(isinstance(leaf, jax.core.Tracer) for leaf in tables):
-                self.__dict__["_tables"] = tables
-        return tables
+
+@dataclass(frozen=True)
+class FrozenQSMPolicy:
+    """A QSM agent's policy with fixed parameters: the denoiser's terms that depend on theta
+    alone (:func:`qscore.networks.denoiser_tables`) computed once, so that each action
+    costs only the chain's work on the observation; the same actions as the agent's."""
+
+    agent: QSMAgent
+    tables: DenoiserTables
+
+    def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
+        action, next_key = self.agent._select(obs, key, explore, self.tables)
+        return np.asarray(action), next_key
+
+    def frozen(self) -> FrozenQSMPolicy:
+        return self
 
 
 def score_net(config: QSMConfig, action_dim: int) -> ScoreNet:

@@ -85,6 +85,10 @@ class SACAgent(struct.PyTreeNode):
         action, next_key = self.policy(obs, key, explore)
         return np.asarray(action), next_key
 
+    def frozen(self) -> Any:
+        """The policy for acting many times: the agent itself (nothing to precompute)."""
+        return self
+
 
 def actor_net(config: SACConfig, action_dim: int) -> MLP:
     return MLP(config.actor_hidden, 2 * action_dim, "relu")

@@ -89,6 +89,10 @@ class TD3Agent(struct.PyTreeNode):
         action, next_key = self.policy(obs, key, explore)
         return np.asarray(action), next_key
 
+    def frozen(self) -> Any:
+        """The policy for acting many times: the agent itself (nothing to precompute)."""
+        return self
+
 
 def actor_net(config: TD3Config, action_dim: int) -> MLP:
     return MLP(config.actor_hidden, action_dim, "relu")
