@@ -77,6 +77,9 @@ class _StillArm:
     def act(self, obs: np.ndarray, key: jax.Array, explore: bool = False):
         return self.action, key
 
+    def frozen(self) -> "_StillArm":
+        return self
+
 
 REACHER_EPISODES = 200
 
