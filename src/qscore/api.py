@@ -2,9 +2,9 @@
 
     import qscore
     config = qscore.make_config("qsm", env="Pendulum-v1", total_steps=5_000)
-    result = qscore.training(config)              # no run_dir: nothing is kept on disk
-    action = result.policy(observation)        # in the environment's own units
-    policy = qscore.load("runs/pendulum")      # a saved run's newest checkpoint
+    result = qscore.train(config)         # no run_dir: nothing is kept on disk
+    action = result.policy(observation)   # in the environment's own units
+    policy = qscore.load("runs/pendulum") # a saved run's newest checkpoint
 
 See docs/api.md.
 """
@@ -104,13 +104,16 @@ def _algo_of(agent_config: Any) -> str:
 class TrainResult:
     """What :func:`train` returns."""
 
-    agent: Any
-    """The trained agent (a pytree: parameters, optimiser states, config)."""
     policy: Policy
     summary: dict[str, Any]
     """As in the run's summary.json."""
     run_dir: Path | None
     """Where the run was written; None when nothing was kept."""
+
+    @property
+    def agent(self) -> Any:
+        """The trained agent (a pytree: parameters, optimiser states, config)."""
+        return self.policy.agent
 
 
 def train(
@@ -142,7 +145,7 @@ def _train_into(config: RunConfig, run_dir: Path, factory: Any, progress: bool) 
         config, [config.train.seed], run_dir, progress=progress, env_factory=factory
     )[0]
     policy = _newest_policy(config, run_dir, factory)
-    return TrainResult(policy.agent, policy, summary, run_dir)
+    return TrainResult(policy, summary, run_dir)
 
 
 def load(run_dir: str | Path, env: gym.Env | Any | None = None) -> Policy:

@@ -128,8 +128,8 @@ def make_env(
 ) -> gym.Env:
     """A Gymnasium env whose actions are rescaled to [-1, 1]; ``seed`` seeds its action space.
 
-    The first ``reset`` must still be given the seed (see :func:`qscore.training`). Ids starting
-    with ``dmc:`` are DeepMind Control Suite tasks (see :mod:`qscore.dmc`).
+    The first ``reset`` must still be given the seed (see :func:`qscore.training.train`).
+    Ids starting with ``dmc:`` are DeepMind Control Suite tasks (see :mod:`qscore.dmc`).
     """
     from qscore.dmc import DMC_PREFIX, make_dmc_env  # here: qscore.dmc imports EnvError
 
