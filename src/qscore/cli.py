@@ -28,7 +28,11 @@ from qscore.config import (
 from qscore.envs import EnvError
 
 USAGE_ERROR = 2
-FLAG_ALIASES = {"env_id": ["--env"], "total_steps": ["--steps"]}
+FLAG_ALIASES = {
+    "env_id": ["--env"],
+    "total_steps": ["--steps"],
+    "offline_dataset": ["--offline"],
+}
 """Short names for the most used fields, beside their full names."""
 AGENT, TRAIN = "agent", "train"
 """Prefixes of the argparse destinations of learner and loop fields."""
@@ -210,6 +214,8 @@ def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.Argum
         "--best-of-n", type=int, help="chain samples picked from by Q (default: the run's)"
     )
 
+    _add_collect_parser(commands)
+
     sweep = commands.add_parser("sweep", help="run a grid of runs from a TOML spec (resumable)")
     sweep.add_argument("spec", type=Path, help="sweep spec (see qscore.sweep)")
     sweep.add_argument("--out", type=Path, required=True, help="sweep directory")
@@ -268,6 +274,52 @@ def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.Argum
         help="every registered id, without making each env to check that qscore can train on it",
     )
     return parser
+
+
+def _add_collect_parser(commands: Any) -> None:
+    collect = commands.add_parser(
+        "collect", help="write an offline dataset (OGBench's format) from a trained run"
+    )
+    collect.add_argument("run_dir", type=Path, help="a single-seed run directory")
+    collect.add_argument(
+        "--out", type=Path, required=True, help="dataset FILE.npz to write (and FILE-val.npz)"
+    )
+    collect.add_argument("--episodes", type=int, default=100, help="episodes to collect")
+    collect.add_argument(
+        "--noise", type=float, default=0.0, help="std of Gaussian noise added to each action"
+    )
+    collect.add_argument(
+        "--random-fraction", type=float, default=0.0, metavar="P",
+        help="share of steps that take a uniform-random action instead (1: a random dataset)",
+    )  # fmt: skip
+    collect.add_argument(
+        "--replay", action="store_true",
+        help="write the run's saved replay buffer instead of collecting new episodes",
+    )  # fmt: skip
+    collect.add_argument("--seed", type=int, default=0, help="seed of the episodes and noise")
+    collect.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of episodes in FILE-val.npz"
+    )
+    collect.add_argument("--overwrite", action="store_true", help="replace existing files")
+    collect.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    ogbench = commands.add_parser(
+        "ogbench-data",
+        help="make an OGBench manipulation dataset with the package's oracles (offline extra)",
+    )
+    ogbench.add_argument("name", help="OGBench dataset name, e.g. cube-single-play-v0")
+    ogbench.add_argument(
+        "--out", type=Path, required=True, help="folder for NAME.npz, NAME-val.npz"
+    )
+    ogbench.add_argument(
+        "--episodes", type=int, default=1000, help="training episodes (and a tenth more for -val)"
+    )
+    ogbench.add_argument(
+        "--episode-steps", type=int, default=1001, help="steps per episode (OGBench: 1001)"
+    )
+    ogbench.add_argument("--seed", type=int, default=0, help="seed of the whole collection")
+    ogbench.add_argument("--overwrite", action="store_true", help="replace existing files")
+    ogbench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _given_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -437,6 +489,45 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_collect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from qscore import datasets
+
+    datasets.check_output(args.out, args.overwrite, args.val_fraction)
+    if args.replay:
+        trajectories = datasets.replay_of_run(args.run_dir)
+    else:
+        trajectories = datasets.collect_from_run(
+            args.run_dir, args.episodes, args.seed, args.noise, args.random_fraction,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    train, val = datasets.write_dataset(args.out, trajectories, args.val_fraction, args.overwrite)
+    returns = [sum(t.rewards) for t in trajectories]
+    steps = sum(len(t) for t in trajectories)
+    print(
+        f"{len(trajectories)} episodes, {steps} steps, return {np.mean(returns):.2f} +- "
+        f"{np.std(returns):.2f}: written to {train} and {val}"
+    )
+    return 0
+
+
+def run_ogbench_data(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from qscore.ogbench_tasks import parse_dataset_name, write_manipulation_dataset
+
+    parse_dataset_name(args.name)
+    if importlib.util.find_spec("ogbench") is None:
+        raise ConfigError("ogbench-data needs the ogbench package: pip install 'qscore[offline]'")
+    train, val = write_manipulation_dataset(
+        args.name, args.out, args.episodes, args.seed, args.episode_steps, args.overwrite,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(f"{args.name}: written to {train} and {val}")
+    return 0
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     from qscore.rundir import TrainingInterrupted
     from qscore.sweep import run_sweep
@@ -592,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         "train": run_train,
         "eval": run_eval,
         "export": run_export,
+        "collect": run_collect,
+        "ogbench-data": run_ogbench_data,
         "sweep": run_sweep_command,
         "plot": run_plot,
         "table": run_table,

@@ -117,6 +117,13 @@ class QSMConfig(CriticOptions):
     denoise_replay_actions: bool = False
     """Add the forward noise eps to the target (denoising score matching on replay actions),
     so the policy becomes the replay distribution tilted by Q instead of ascent from noise."""
+    q_score_weight: float = 1.0
+    """Weight of the QSM regression in the actor loss (0: no Q-score term, which with
+    ``bc_weight`` > 0 is diffusion behaviour cloning)."""
+    bc_weight: float = 0.0
+    """[w_BC] weight of a behaviour-cloning term added to the actor loss: the DDPM
+    denoising loss || eps_theta(s, a_k, k) - eps ||^2 on the batch's replay (dataset)
+    actions, which keeps the policy near the data for offline training (0: the paper)."""
     best_of_n_eval: int = 1
     """Evaluation acts with the best of this many chain samples by min_j Q_phi_j (1: one sample)."""
     best_of_n_explore: int = 1
@@ -262,6 +269,13 @@ class TrainConfig:
     reward_scale: float = 1.0
     """Multiplies the training env's rewards (and so train.csv's episode returns); evaluation
     reports raw returns. For testing that a learner is invariant to the reward scale."""
+    offline_dataset: str = ""
+    """An OGBench-format dataset (``.npz``, see :mod:`qscore.datasets`) to train from
+    offline: the run's ``total_steps`` steps are then updates on it alone, without the
+    environment (which only evaluates). Empty: online training."""
+    online_steps: int = 0
+    """Environment steps after the offline updates (offline runs only): the offline agent
+    goes on learning online, its dataset kept in the replay, with no warm-up."""
     pipeline: bool = False
     """Step the environments while the device runs the updates: each step's actions come
     from the parameters before that step's updates (one step older than without it), and
@@ -321,11 +335,24 @@ is a 3-step return for half of the replayed transitions and a one-step return fo
 rest; evaluation by the best of 32 chain samples by Q; 2x256 networks, as our SAC and
 TD3."""
 
+OFFLINE_QSM: dict[str, Any] = {**ROBUST_QSM, "bc_weight": 1.0, "td_disagreement_penalty": 0.0}
+"""QSM + BC for offline training (``--offline``): the ``robust`` settings plus the
+behaviour-cloning term at weight 1, and the paper's pessimistic TD target (the minimum of
+the twin target critics, beta = 0) rather than robust's halfway-to-the-mean one, since
+actions outside the data must not look better than they are."""
+
+DIFFUSION_BC: dict[str, Any] = {**OFFLINE_QSM, "q_score_weight": 0.0, "best_of_n_eval": 1}
+"""Diffusion behaviour cloning, the offline baseline: the same denoiser and chain trained by
+the denoising loss on the dataset's actions alone (no Q-score term), acting with one chain
+sample. Its critics still learn (they cost time but give the Q diagnostics)."""
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qsm": {
         "paper": {},
         "fast": {"actor_hidden": (256, 256), "critic_hidden": (256, 256)},
         "robust": ROBUST_QSM,
+        "offline": OFFLINE_QSM,
+        "bc": DIFFUSION_BC,
     },
     "sac": {"paper": {}, "fast": {}, "robust": ROBUST_CRITIC},
     "td3": {"paper": {}, "fast": {}, "robust": ROBUST_CRITIC},
@@ -333,7 +360,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 """Named overrides of each algorithm's config defaults. ``paper`` is the setting of the
 algorithm's paper (for QSM: the authors' code); ``fast`` uses 2x256 networks (SAC and TD3
 already do); ``robust`` is QSM with the options of :data:`ROBUST_QSM`, and SAC or TD3 with
-exactly its generic critic options (:data:`ROBUST_CRITIC`): the fair baselines."""
+exactly its generic critic options (:data:`ROBUST_CRITIC`): the fair baselines. QSM's
+``offline`` (QSM + BC) and ``bc`` (diffusion BC) are for training from datasets."""
 
 
 DEFAULT_PRESETS: dict[str, str] = {"qsm": "robust", "sac": "paper", "td3": "paper"}
@@ -399,6 +427,8 @@ def validate(config: RunConfig) -> RunConfig:
                 _require(
                     _is_finite_number(value), f"{f.name} must be a finite number, got {value!r}"
                 )
+            elif isinstance(default, str):
+                _require(isinstance(value, str), f"{f.name} must be a string, got {value!r}")
             elif isinstance(default, tuple):
                 _require(
                     isinstance(value, tuple)
@@ -456,6 +486,9 @@ def validate(config: RunConfig) -> RunConfig:
                 f"spread_states must be in [1, batch_size = {a.batch_size}]",
             )
             _require(a.spread_samples >= 2, "spread_samples must be >= 2")
+        _require(a.q_score_weight >= 0, "q_score_weight must be >= 0")
+        _require(a.bc_weight >= 0, "bc_weight (w_BC) must be >= 0")
+        _require(a.q_score_weight + a.bc_weight > 0, "q_score_weight and bc_weight are both 0")
         _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
         _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
         _require(a.best_of_n_target >= 1, "best_of_n_target must be >= 1")
@@ -499,5 +532,10 @@ def validate(config: RunConfig) -> RunConfig:
     _require(t.log_every >= 1, "log_every must be >= 1")
     _require(t.action_repeat >= 1, "action_repeat must be >= 1")
     _require(t.reward_scale > 0, "reward_scale must be > 0")
+    _require(t.online_steps >= 0, "online_steps must be >= 0")
+    _require(
+        t.online_steps == 0 or bool(t.offline_dataset),
+        "online_steps continues an offline run; it needs offline_dataset",
+    )
     _require(bool(t.env_id), "env_id must not be empty")
     return config

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from qscore.bandit import register_bandits
+from qscore.ogbench_tasks import register_ogbench_tasks
 
 MUJOCO_GL_OFF = ("off", "disable", "disabled", "false", "0")
 """Values of MUJOCO_GL that turn MuJoCo's rendering off (MuJoCo's and dm_control's spelling)."""
@@ -141,6 +142,7 @@ def make_env(
         if seed is not None:
             env.action_space.seed(seed)
         return env
+    register_ogbench_tasks(env_id)
     if env_id not in gym.registry:
         raise EnvError(_unknown_env_message(env_id))
     kwargs = {"render_mode": render_mode} if render_mode else {}

@@ -54,6 +54,7 @@ def run_episodes_seeds(
     frames: list[np.ndarray] | None = None,
     render_episodes: int = 1,
     trajectories: list[list[Trajectory]] | None = None,
+    successes: list[list[float]] | None = None,
 ) -> np.ndarray:
     """Returns (len(envs), episodes) of evaluation episodes run on all envs in lockstep.
 
@@ -61,7 +62,9 @@ def run_episodes_seeds(
     ``act(observations, keys)`` gives every env's action and next key (one row each); an env
     whose episode has ended waits, and its key does not move. With ``frames``, the frames
     of env 0's first ``render_episodes`` episodes are appended to it (its env must render
-    ``rgb_array``); with ``trajectories``, env i's episodes go to ``trajectories[i]``.
+    ``rgb_array``); with ``trajectories``, env i's episodes go to ``trajectories[i]``; with
+    ``successes``, ``successes[i]`` gets the ``success`` flag of the last step of each of
+    env i's episodes, where its env reports one (OGBench's tasks do).
     """
     returns = np.zeros((len(envs), episodes), np.float64)
     keys = np.asarray(keys)
@@ -78,11 +81,13 @@ def run_episodes_seeds(
             actions = np.asarray(actions, np.float32)
             keys = np.where(running[:, None], np.asarray(next_keys), keys)
             for i in np.flatnonzero(running):
-                next_obs, reward, terminated[i], truncated, _ = envs[i].step(actions[i])
+                next_obs, reward, terminated[i], truncated, info = envs[i].step(actions[i])
                 returns[i, episode] += float(reward)
                 seen[i].append((obs[i], actions[i], float(reward)))
                 obs[i] = np.asarray(next_obs, np.float32)
                 running[i] = not (terminated[i] or truncated)
+                if successes is not None and not running[i] and "success" in info:
+                    successes[i].append(float(info["success"]))
                 if record and i == 0:
                     frames.append(envs[0].render())
         for i in range(len(envs) if trajectories is not None else 0):

@@ -94,6 +94,8 @@ class LoopState:
     sample_key: list[int] = field(default_factory=list)
     next_action: list[float] = field(default_factory=list)
     """The action this seed takes at step ``step + 1`` (computed by the last device call)."""
+    dataset_rows: int = 0
+    """Rows of the offline dataset at the start of the replay (0: an online run)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,8 +236,29 @@ def _new_seed_run(
     return SeedRun(cfg, run_dir, env, new_env(seed + EVAL_SEED_OFFSET), LoopState(seed=seed))
 
 
-def replay_capacity(config: RunConfig) -> int:
-    return min(config.train.buffer_size, config.train.total_steps)
+def replay_capacity(config: RunConfig, dataset_rows: int = 0) -> int:
+    """Rows of each seed's buffer: the run's steps up to ``buffer_size``; for an offline run,
+    the whole dataset plus the online steps."""
+    tc = config.train
+    if tc.offline_dataset:
+        return dataset_rows + tc.online_steps
+    return min(tc.buffer_size, tc.total_steps)
+
+
+def load_offline_dataset(config: RunConfig, env: gym.Env) -> Transition | None:
+    """The steps of the run's offline dataset, checked against ``env`` (None when online)."""
+    if not config.train.offline_dataset:
+        return None
+    from qscore.datasets import load_transitions
+
+    return load_transitions(config.train.offline_dataset, env, config.train.env_id)
+
+
+def with_dataset(device: DeviceState, dataset: Transition, seeds: int) -> DeviceState:
+    """Every seed's buffer filled with the rows of ``dataset``, oldest first."""
+    rows = dataset._asdict()
+    replay = load_replay(member(device.replays, 0), rows)
+    return device.replace(replays=stack([replay] * seeds))
 
 
 def train(
@@ -274,8 +297,14 @@ def train_seeds(
         for seed, folder in zip(seeds, dirs, strict=True)
     ]
     dims = space_dims(runs[0].env)
+    dataset = load_offline_dataset(config, runs[0].env)  # checked before anything is written
+    rows = 0 if dataset is None else len(dataset.reward)
     agents = [algorithm.create(run.config.agent, *dims, run.state.seed) for run in runs]
-    device = create_state(agents, seeds, dims, replay_capacity(config))
+    device = create_state(agents, seeds, dims, replay_capacity(config, rows))
+    if dataset is not None:
+        device = with_dataset(device, dataset, len(seeds))
+        for run in runs:
+            run.state.dataset_rows = rows
     prepare_run_dir(run_dir, overwrite)
     if multi:
         write_seeds(run_dir, seeds, config.algo)
@@ -299,7 +328,7 @@ def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> 
     if any(checkpoint is None for checkpoint in latest):
         raise RunDirError(f"{run_dir} has no checkpoint to resume from")
     common_step = min(checkpoint_step(checkpoint) for checkpoint in latest)
-    if common_step >= config.train.total_steps:
+    if common_step >= config.train.total_steps + config.train.online_steps:
         raise RunDirError(
             f"{run_dir} already ran {common_step} steps; pass a larger --steps to extend it"
         )
@@ -323,7 +352,7 @@ def resume(config: RunConfig, run_dir: str | Path, *, progress: bool = True) -> 
 
 def restored_state(config: RunConfig, runs: list[SeedRun], agents, replays, dims) -> DeviceState:
     """The device state of resumed seeds: their agents, refilled buffers and saved keys."""
-    empty = create_replay(*dims, replay_capacity(config))
+    empty = create_replay(*dims, replay_capacity(config, runs[0].state.dataset_rows))
     return DeviceState(
         agents=stack(agents),
         replays=stack([load_replay(empty, replay) for replay in replays]),
@@ -339,6 +368,9 @@ def _key(data: list[int]) -> jax.Array:
 class Loop:
     """The training loop over every seed of a run at once: all seeds share the step counter.
 
+    An offline run (``offline_dataset``) first makes ``total_steps`` steps of updates alone
+    on its dataset's replay, then ``online_steps`` ordinary steps without warm-up.
+
     Each step, the host steps every seed's environment with the actions it holds, and one
     compiled call (:func:`qscore.engine.train_step`) stores the transitions, updates the
     agents and returns the next actions. Logging, evaluation and checkpoints come every
@@ -353,16 +385,21 @@ class Loop:
         self.metrics: dict[str, jax.Array] = {}
         self.tags = [self._tag(i) for i in range(len(runs))]
         self.start_step = runs[0].state.step
+        tc = config.train
+        self.offline_steps = tc.total_steps if tc.offline_dataset else 0
+        """Steps 1..offline_steps are updates on the dataset alone (0: an online run)."""
+        self.last_step = tc.total_steps + tc.online_steps
+        self.warmup_steps = 0 if tc.offline_dataset else tc.warmup_steps
         self.clock_start = time.perf_counter() - runs[0].state.elapsed_s
         self.window_start, self.window_steps = time.perf_counter(), 0
 
     def run(self, progress: bool) -> list[dict]:
-        """Train to ``total_steps``; write every seed's summary.json whatever happens."""
-        tc = self.config.train
+        """Train to the last step (``total_steps``, plus ``online_steps`` after offline
+        updates); write every seed's summary.json whatever happens."""
         self._open_logs()
         actions = self._pending_actions()
         bar = tqdm(
-            total=tc.total_steps,
+            total=self.last_step,
             initial=self.start_step,
             unit="step",
             disable=not progress,
@@ -372,7 +409,7 @@ class Loop:
         step, statuses = self.start_step, ["completed"] * len(self.runs)
         try:
             with _stop_signals() as stop:
-                for step in range(self.start_step + 1, tc.total_steps + 1):
+                for step in range(self.start_step + 1, self.last_step + 1):
                     actions = self._step(step, actions)
                     bar.update(1)
                     self._periodic(step, actions, stop, bar)
@@ -402,22 +439,28 @@ class Loop:
             run.obs = start_episode(run.env, run.state)
 
     def _pending_actions(self) -> np.ndarray:
-        """The actions of the next step: saved with a resumed run, computed for a new one."""
+        """The actions of the next step: saved with a resumed run, computed for a new one
+        (an offline run computes them when its online steps begin)."""
+        if self.start_step < self.offline_steps:
+            return np.zeros((len(self.runs), self.action_dim), np.float32)
         if self.start_step > 0:
             return np.asarray([run.state.next_action for run in self.runs], np.float32)
         obs = np.stack([run.obs for run in self.runs])
-        warmup = self.config.train.warmup_steps >= 1
+        warmup = self.warmup_steps >= 1
         self.device, actions = first_actions(
             self.device, obs, warmup_action=warmup, action_dim=self.action_dim
         )
         return np.asarray(actions)
 
     def _step(self, step: int, actions: np.ndarray) -> np.ndarray:
-        """Step every seed's env with ``actions``; one device call returns the next ones."""
+        """Step every seed's env with ``actions``; one device call returns the next ones.
+        An offline step only runs the updates on the dataset."""
+        if step <= self.offline_steps:
+            return self._offline_step(step, actions)
         rows = self._step_envs(step, actions)
         transitions = Transition(*(np.stack(column) for column in zip(*rows, strict=True)))
         next_obs = np.stack([run.obs for run in self.runs])
-        warmup = self.config.train.warmup_steps
+        warmup = self.warmup_steps
         self.window_steps += 1
         if self.config.train.pipeline:
             return self._pipelined_step(transitions, next_obs, step > warmup, step + 1 <= warmup)
@@ -434,6 +477,21 @@ class Loop:
         if metrics:
             self.metrics = metrics
         return np.asarray(next_actions)
+
+    def _offline_step(self, step: int, actions: np.ndarray) -> np.ndarray:
+        """``utd`` updates on the dataset; at the last offline step, the first actions of
+        the online steps that follow (if any)."""
+        self.window_steps += 1
+        self.device, self.metrics = learn_step(
+            self.device, update_fn=self.algorithm.update, spec=self.spec
+        )
+        if step < self.offline_steps or step == self.last_step:
+            return actions
+        obs = np.stack([run.obs for run in self.runs])
+        self.device, actions = first_actions(
+            self.device, obs, warmup_action=False, action_dim=self.action_dim
+        )
+        return np.asarray(actions)
 
     def _pipelined_step(
         self, transitions: Transition, next_obs: np.ndarray, updates: bool, warmup_action: bool
@@ -460,7 +518,7 @@ class Loop:
     def _periodic(self, step: int, actions: np.ndarray, stop: dict, bar: tqdm) -> None:
         """Logs, evaluations and checkpoints that fall on ``step``; stops on a signal."""
         tc = self.config.train
-        last = step == tc.total_steps
+        last = step == self.last_step
         if step % tc.log_every == 0 or last or stop:
             self._log(step)
         if (tc.eval_every and step % tc.eval_every == 0) or last:
@@ -509,6 +567,7 @@ class Loop:
         tc, agents = self.config.train, self.device.agents
         seeds = [run.state.seed for run in self.runs]
         trajectories: list[list[Trajectory]] = [[] for _ in self.runs]
+        successes: list[list[float]] = [[] for _ in self.runs]
         keys = np.stack([np.asarray(evaluation_key(seed, step)) for seed in seeds])
         returns = run_episodes_seeds(
             partial(act_seeds, agents, explore=False),
@@ -517,6 +576,7 @@ class Loop:
             [seed + EVAL_SEED_OFFSET for seed in seeds],
             keys,
             trajectories=trajectories,
+            successes=successes,
         )
         for i, run in enumerate(self.runs):
             result = {
@@ -527,8 +587,10 @@ class Loop:
                 "wall_time": time.perf_counter() - self.clock_start,
                 **critic_error(member(agents, i), trajectories[i]),
             }
+            if successes[i]:
+                result["success"] = float(np.mean(successes[i]))
             run.eval_log.append(result)
-            logged = ("return_mean", "q_bias", "q_relative_error")
+            logged = ("return_mean", "success", "q_bias", "q_relative_error")
             run.board.scalars("eval", {k: result[k] for k in logged if k in result}, step)
             run.state.last_eval = result
             best = run.state.best_eval
