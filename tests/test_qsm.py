@@ -85,7 +85,7 @@ def test_critic_loss_sums_over_the_ensemble(tiny_config):
         {"q_score_scale": 1.0},
         {"q_score_target": "normalized"},
         {"q_score_target": "normalized_per_state"},
-        {"q_score_target": "normalized", "denoise_replay_actions": True},
+        {"q_score_target": "normalized", "bc_weight": 1.0},
         {"q_score_target": "normalized", "q_score_actions": "policy"},
     ],
     ids=["paper", "normalized", "per_state", "denoising", "policy_actions"],

@@ -61,15 +61,20 @@ def test_normalized_targets_ignore_the_scale_of_q(tiny_config, kind):
         np.testing.assert_allclose(magnitude.mean(axis=1), 10.0, rtol=1e-4)
 
 
-def test_denoising_adds_the_forward_noise(tiny_config):
+def test_bc_weight_adds_the_forward_noise_and_q_score_weight_scales_the_q_score(tiny_config):
     g = np.random.default_rng(2).normal(size=(8, ACTION_DIM)).astype(np.float32)
     noise = np.random.default_rng(3).normal(size=(8, ACTION_DIM)).astype(np.float32)
     plain = dataclasses.replace(tiny_config, q_score_target="normalized")
-    denoising = dataclasses.replace(plain, denoise_replay_actions=True)
     sigma = np.full((8, 1), 0.5, np.float32)
-    np.testing.assert_allclose(
-        _targets(denoising, g, sigma, noise), _targets(plain, g, sigma, noise) + noise, rtol=1e-5
-    )
+    plain_target = _targets(plain, g, sigma, noise)
+    for q_weight, bc_weight in ((1.0, 1.0), (0.5, 2.0), (0.0, 1.0)):
+        mixed = dataclasses.replace(plain, q_score_weight=q_weight, bc_weight=bc_weight)
+        np.testing.assert_allclose(
+            _targets(mixed, g, sigma, noise),
+            q_weight * plain_target + bc_weight * noise,
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_q_score_can_come_from_the_target_critics(tiny_config):

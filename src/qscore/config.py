@@ -114,16 +114,14 @@ class QSMConfig(CriticOptions):
     a gradient extrapolated far outside the box)."""
     q_score_from_target_critics: bool = False
     """Take g from the Polyak target critics instead of the online critics."""
-    denoise_replay_actions: bool = False
-    """Add the forward noise eps to the target (denoising score matching on replay actions),
-    so the policy becomes the replay distribution tilted by Q instead of ascent from noise."""
     q_score_weight: float = 1.0
-    """Weight of the QSM regression in the actor loss (0: no Q-score term, which with
-    ``bc_weight`` > 0 is diffusion behaviour cloning)."""
+    """Weight of the Q-score part of the denoiser's target eps* (0: no Q-score, which with
+    ``bc_weight`` 1 is diffusion behaviour cloning)."""
     bc_weight: float = 0.0
-    """[w_BC] weight of a behaviour-cloning term added to the actor loss: the DDPM
-    denoising loss || eps_theta(s, a_k, k) - eps ||^2 on the batch's replay (dataset)
-    actions, which keeps the policy near the data for offline training (0: the paper)."""
+    """[w_BC] adds w_BC eps to the target eps*, where eps is the forward noise of the replay
+    action: the denoising (behaviour-cloning) target, so that the policy becomes the replay
+    or dataset distribution tilted by exp(Q / lambda) instead of an ascent from noise (QSM +
+    BC, for offline training; 0: the paper)."""
     best_of_n_eval: int = 1
     """Evaluation acts with the best of this many chain samples by min_j Q_phi_j (1: one sample)."""
     best_of_n_explore: int = 1
@@ -299,9 +297,10 @@ class RunConfig:
     def from_dict(data: dict[str, Any]) -> RunConfig:
         """Rebuild a config written by :meth:`to_dict` (lists become tuples again)."""
         algo = data.get("algo", "qsm")
-        return make_config(
-            data.get("preset", "paper"), data.get("agent", {}), data.get("train", {}), algo
-        )
+        agent = dict(data.get("agent", {}))
+        if "denoise_replay_actions" in agent:  # runs from before bc_weight replaced it
+            agent["bc_weight"] = 1.0 if agent.pop("denoise_replay_actions") else 0.0
+        return make_config(data.get("preset", "paper"), agent, data.get("train", {}), algo)
 
 
 ROBUST_CRITIC: dict[str, Any] = {
@@ -335,16 +334,23 @@ is a 3-step return for half of the replayed transitions and a one-step return fo
 rest; evaluation by the best of 32 chain samples by Q; 2x256 networks, as our SAC and
 TD3."""
 
-OFFLINE_QSM: dict[str, Any] = {**ROBUST_QSM, "bc_weight": 1.0, "td_disagreement_penalty": 0.0}
-"""QSM + BC for offline training (``--offline``): the ``robust`` settings plus the
-behaviour-cloning term at weight 1, and the paper's pessimistic TD target (the minimum of
-the twin target critics, beta = 0) rather than robust's halfway-to-the-mean one, since
-actions outside the data must not look better than they are."""
+OFFLINE_QSM: dict[str, Any] = {
+    **ROBUST_QSM,
+    "bc_weight": 1.0,
+    "q_score_temperature": 0.3,
+    "td_disagreement_penalty": 0.0,
+}
+"""QSM + BC for offline training (``--offline``): the ``robust`` settings with the denoising
+(behaviour-cloning) target at weight 1, so the chain samples the dataset's actions tilted by
+exp(Q / lambda); lambda = 0.3 (robust's 0.6 tilted too little to beat BC on the bandit of
+docs/offline.md); and the paper's pessimistic TD target (the minimum of the twin target
+critics, beta = 0) rather than robust's halfway-to-the-mean one, since actions outside the
+data must not look better than they are."""
 
 DIFFUSION_BC: dict[str, Any] = {**OFFLINE_QSM, "q_score_weight": 0.0, "best_of_n_eval": 1}
 """Diffusion behaviour cloning, the offline baseline: the same denoiser and chain trained by
 the denoising loss on the dataset's actions alone (no Q-score term), acting with one chain
-sample. Its critics still learn (they cost time but give the Q diagnostics)."""
+sample. Its critics still learn (they cost time but give the Q diagnostics in eval.csv)."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qsm": {
@@ -489,6 +495,10 @@ def validate(config: RunConfig) -> RunConfig:
         _require(a.q_score_weight >= 0, "q_score_weight must be >= 0")
         _require(a.bc_weight >= 0, "bc_weight (w_BC) must be >= 0")
         _require(a.q_score_weight + a.bc_weight > 0, "q_score_weight and bc_weight are both 0")
+        _require(
+            a.bc_weight == 0 or a.q_score_actions == "replay",
+            "bc_weight clones the replay actions; it needs q_score_actions = replay",
+        )
         _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
         _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
         _require(a.best_of_n_target >= 1, "best_of_n_target must be >= 1")

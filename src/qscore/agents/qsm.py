@@ -7,14 +7,13 @@ nothing global is captured. :func:`update` performs ``utd`` full updates in one 
 
 One update, for a batch (s, a, r, s', terminated) from replay:
 
-* actor (the QSM step, weighted by ``q_score_weight``, 1 in the paper): k ~ U{0..T-1},
-  eps ~ N(0, I), a_k = sqrt(alpha_bar_k) a + sqrt(1 - alpha_bar_k) eps;
-  g = mean_j grad_a Q_phi_j(s, a_k) (no gradient into the critics); minimise
-  || eps_theta(s, a_k, k) - (-alpha g) ||^2 over theta only (with ``action_prior`` =
-  ``uniform``, the target also holds the noise prediction of uniform actions at a_k; with
-  ``q_score_actions`` = ``policy``, a is a fresh chain sample at s instead of the replay
-  action); with ``bc_weight`` w > 0 (offline training), plus w times the denoising loss
-  || eps_theta(s, a_k, k) - eps ||^2 at the replay action (behaviour cloning);
+* actor (the QSM step): k ~ U{0..T-1}, eps ~ N(0, I), a_k = sqrt(alpha_bar_k) a +
+  sqrt(1 - alpha_bar_k) eps; g = mean_j grad_a Q_phi_j(s, a_k) (no gradient into the
+  critics); minimise || eps_theta(s, a_k, k) - (-alpha g) ||^2 over theta only (with
+  ``action_prior`` = ``uniform``, the target also holds the noise prediction of uniform
+  actions at a_k; with ``q_score_actions`` = ``policy``, a is a fresh chain sample at s
+  instead of the replay action; with ``bc_weight`` w, the target also holds w eps, the
+  denoising target of the replay action, for offline training: QSM + BC);
 * (optional, ``target_action_spread``) the temperature lambda of the normalized targets
   takes one step towards the spread s*: measure the spread of the policy's chain samples
   at a few batch states and move log lambda by -lr (log spread - log s*);
@@ -321,8 +320,10 @@ def q_score_target(
     the config's ``q_score_temperature``).
     ``level_scale`` multiplies the Q-score part (1/sqrt(alpha_bar_k) when g was taken at the
     clean action, ``q_score_at`` = ``clean``).
-    ``denoise_replay_actions`` adds the forward noise eps (the denoising score-matching
-    target of the replay action).
+    The Q-score part is weighted by ``q_score_weight``; ``bc_weight`` w adds w eps, the
+    forward noise (the denoising target of the replay action): with both weights 1 the
+    target is the noise prediction of the replay distribution tilted by exp(Q / lambda)
+    (QSM + BC); with ``q_score_weight`` 0, it is plain denoising (diffusion BC).
     """
     if config.q_score_target == "scaled":
         target = -config.q_score_scale * g
@@ -333,9 +334,9 @@ def q_score_target(
         axes = -1 if per_state else None
         magnitude = jnp.abs(g).mean(axis=axes, keepdims=per_state)
         target = -sigma * g / (temperature * magnitude + 1e-8)
-    target = target * level_scale  # 1/sqrt(alpha_bar_k) for clean-action Q-scores
-    if config.denoise_replay_actions:
-        target = target + noise
+    target = config.q_score_weight * target * level_scale  # level: see q_score_at
+    if config.bc_weight > 0:
+        target = target + config.bc_weight * noise
     return target
 
 
@@ -366,7 +367,10 @@ def qsm_actor_loss(
     sigma = jnp.sqrt(1.0 - alpha_bar)
     clean = config.q_score_at == "clean"
     scored_action = batch.action if clean else noisy_action
-    g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, scored_action))
+    if config.q_score_weight > 0:
+        g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, scored_action))
+    else:  # diffusion BC: the target is the noise alone, the critics are not asked
+        g = jnp.zeros_like(scored_action)
     level_scale = 1.0 / jnp.sqrt(alpha_bar) if clean else 1.0
     target_eps = q_score_target(config, g, sigma, noise, temperature, level_scale)
     if config.action_prior == "uniform":
@@ -387,36 +391,11 @@ def qsm_actor_loss(
     return loss, metrics
 
 
-def bc_loss(
-    config: QSMConfig,
-    action_dim: int,
-    actor_params: Params,
-    schedule: Schedule,
-    batch: Batch,
-    key: jax.Array,
-) -> jax.Array:
-    """[L_BC] the DDPM denoising loss on the batch's own actions: k ~ U{0..T-1},
-    eps ~ N(0, I), mean_batch || eps_theta(s, a_k, k) - eps ||^2; alone it trains the
-    chain to sample the data's actions (diffusion behaviour cloning)."""
-    step_key, noise_key = jax.random.split(key)
-    steps = jax.random.randint(step_key, (batch.action.shape[0], 1), 0, config.num_diffusion_steps)
-    noise = jax.random.normal(noise_key, batch.action.shape)
-    noisy_action = noise_actions(schedule, batch.action, steps[:, 0], noise)
-    eps = score_net(config, action_dim).apply(
-        {"params": actor_params}, batch.obs, noisy_action, steps
-    )
-    return ((eps - noise) ** 2).sum(axis=-1).mean()
-
-
 def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgent, Metrics]:
-    """One Adam step of the denoiser on q_score_weight * L_QSM + bc_weight * L_BC: the QSM
-    loss at the replay actions of ``batch`` (or at fresh chain samples under
-    ``q_score_actions`` = ``policy``) and, when ``bc_weight`` > 0, the denoising loss at
-    the replay actions (the paper: the QSM loss alone)."""
+    """One Adam step of the denoiser on the QSM loss (at the replay actions of ``batch``, or
+    at fresh chain samples under ``q_score_actions`` = ``policy``)."""
     config = agent.config
-    replay_batch = batch
-    if config.bc_weight > 0:
-        key, bc_key = jax.random.split(key)
+
     critic_params = (
         agent.target_critic_params if config.q_score_from_target_critics else agent.critic_params
     )
@@ -428,25 +407,16 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
         batch = batch._replace(action=actions)
 
     def loss_fn(actor_params: Params) -> tuple[jax.Array, Metrics]:
-        loss, metrics = jnp.zeros(()), {}
-        if config.q_score_weight > 0:
-            qsm_loss, metrics = qsm_actor_loss(
-                config,
-                agent.action_dim,
-                actor_params,
-                critic_params,
-                agent.schedule,
-                batch,
-                key,
-                agent.temperature,
-            )
-            loss = config.q_score_weight * qsm_loss
-        if config.bc_weight > 0:
-            bc = bc_loss(
-                config, agent.action_dim, actor_params, agent.schedule, replay_batch, bc_key
-            )
-            loss, metrics = loss + config.bc_weight * bc, {**metrics, "bc_loss": bc}
-        return loss, metrics
+        return qsm_actor_loss(
+            config,
+            agent.action_dim,
+            actor_params,
+            critic_params,
+            agent.schedule,
+            batch,
+            key,
+            agent.temperature,
+        )
 
     params, opt_state, metrics, grad_norm = gradient_step(
         loss_fn, actor_optimizer(config), agent.actor_params, agent.actor_opt_state
