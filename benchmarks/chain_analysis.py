@@ -11,10 +11,7 @@ scale). Prints a table and writes JSON:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +19,8 @@ import jax.numpy as jnp
 from qscore.agents.qsm import q_score_target, schedule_of
 from qscore.config import QSMConfig
 from qscore.diffusion import noise_actions, sample_chain, uniform_prior_eps
+
+from _common import make_parser, write_json
 
 BEST = jnp.asarray([0.3, -0.5])
 """a*: the maximiser of the analytic critic, inside [-1, 1]^2."""
@@ -98,8 +97,7 @@ def summarize(actions: jax.Array) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser = make_parser(__doc__, json_help="write the results here")
     parser.add_argument("--samples", type=int, default=4096)
     args = parser.parse_args()
     results = []
@@ -117,8 +115,7 @@ def main() -> None:
                     f"{target_name:32s}{schedule_name:14s}{curvature:6.0f}"
                     f"{row['distance_to_best']:10.3f}{row['spread']:8.3f}{row['at_bound']:8.2f}"
                 )
-    if args.json:
-        args.json.write_text(json.dumps({"best": BEST.tolist(), "results": results}, indent=1))
+    write_json(args.json, {"best": BEST.tolist(), "results": results})
 
 
 if __name__ == "__main__":

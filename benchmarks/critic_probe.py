@@ -13,8 +13,6 @@ Usage: python benchmarks/critic_probe.py RUN_DIR [RUN_DIR ...] [--states 250] [-
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import jax
@@ -23,6 +21,8 @@ import jax.numpy as jnp
 from qscore.agents.common import q_values
 from qscore.agents.qsm import sample_policy
 from qscore.checkpoint import restore_newest_with_replay
+
+from _common import make_parser, write_json
 
 RAY = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Points c of the ray c * a / max|a| (1: on the bound of the box)."""
@@ -59,10 +59,9 @@ def probe(run_dir: Path, num_states: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="QSM run directories (one seed each)")
     parser.add_argument("--states", type=int, default=250, help="replay states to probe")
-    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
     args = parser.parse_args()
     results = {}
     for run in args.runs:
@@ -73,9 +72,7 @@ def main() -> None:
             f" {figures['share_bound_above_sample']:.1%} of states, zero action in"
             f" {figures['share_zero_above_sample']:.1%}"
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

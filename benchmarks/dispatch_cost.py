@@ -11,11 +11,8 @@ Usage: python benchmarks/dispatch_cost.py [--preset fast] [--json PATH]
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +20,8 @@ import jax.numpy as jnp
 from qscore import engine
 from qscore.agents import get_algorithm
 from qscore.config import make_config
+
+from _common import machine_header, make_parser, write_json
 
 DIMS = (11, 3)
 
@@ -53,17 +52,14 @@ def dispatch_us(preset: str, repeats: int, capacity: int = 10_000) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    figures = {"device": str(jax.devices()[0]), "preset": args.preset}
+    figures = {**machine_header("device"), "preset": args.preset}
     figures.update(dispatch_us(args.preset, args.repeats))
     print(f"{args.preset}: {figures['arrays']} arrays, {figures['dispatch_us']:.0f} us per call")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -29,6 +28,8 @@ from qscore.config import make_config
 from qscore.envs import make_env, space_dims
 from qscore.replay import Transition
 from qscore.sweep import GPU_MEMORY_SHARE
+
+from _common import machine_header, make_parser, write_json
 
 CELLS = (("qsm", "robust"), ("qsm", "paper"), ("qsm", "fast"), ("sac", "paper"), ("td3", "paper"))
 
@@ -63,13 +64,12 @@ def measure(algo: str, preset: str, dims: tuple[int, int], args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--env", default="Hopper-v4")
     parser.add_argument("--buffer", type=int, default=1_000_000, help="replay rows")
     parser.add_argument("--steps", type=int, default=20, help="training steps measured")
     parser.add_argument("--cells", default=",".join(f"{a}:{p}" for a, p in CELLS))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # one cell, in this process
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     env = make_env(args.env)
     dims = space_dims(env)
@@ -77,7 +77,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(*args.one.split(":"), dims, args)))
         return
-    results = {"device": str(jax.devices()[0]), "env_id": args.env, "buffer": args.buffer}
+    results = {**machine_header("device"), "env_id": args.env, "buffer": args.buffer}
     for cell in filter(None, args.cells.split(",")):
         # a fresh process per cell: the device's peak memory counts since process start
         command = [sys.executable, __file__, "--one", cell, "--env", args.env,
@@ -89,10 +89,7 @@ def main() -> None:
             figures["runs_per_device"] = int(share // figures["peak_bytes"])
         results[cell] = figures
         print(cell, {k: _shown(k, v) for k, v in figures.items()}, flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, results)
 
 
 def _shown(key: str, value: int) -> str | int:

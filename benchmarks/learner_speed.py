@@ -32,13 +32,7 @@ Usage: python benchmarks/learner_speed.py [--json PATH] [--repeats N]
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
-import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -49,6 +43,9 @@ from qscore.agents import common, qsm
 from qscore.agents.qsm import create_qsm, update
 from qscore.config import QSMConfig, make_config
 from qscore.replay import Batch
+
+from _common import machine_header, make_parser, wall_ms, write_json
+from _common import median_us as common_median_us
 
 SHAPES = {"Hopper-v4": (11, 3), "Humanoid-v4": (376, 17)}
 """(observation size, action size) of the benchmarked tasks; no simulator is needed."""
@@ -65,12 +62,6 @@ def random_batches(obs_dim: int, action_dim: int, batch_size: int, utd: int, see
         terminated=jnp.zeros(shape, jnp.float32),
         horizon=jnp.ones(shape, jnp.float32),
     )
-
-
-def wall_ms(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return 1e3 * (time.perf_counter() - start)
 
 
 def chained_matmuls(rows: int, width: int, chain: int):
@@ -121,9 +112,7 @@ def update_flops(agent, batches) -> float:
 def median_us(fn, repeats: int) -> float:
     """Median wall time of ``fn`` over 20 * ``repeats`` calls after 20 warm-up calls, in
     microseconds (short calls: many samples)."""
-    for _ in range(20):
-        fn()
-    return 1e3 * statistics.median(wall_ms(fn) for _ in range(20 * repeats))
+    return common_median_us(fn, 20 * repeats, warmup=20)
 
 
 def action_latency_us(
@@ -300,23 +289,15 @@ def breakdown(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser = make_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=30, help="timed repetitions per figure")
     parser.add_argument(
         "--breakdown", action="store_true", help="also time the parts of an update (Hopper shape)"
     )
     args = parser.parse_args()
 
-    results = {
-        "device": str(jax.devices()[0]),
-        "backend": jax.default_backend(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
-        "preset": "paper",
-        "shapes": {},
-    }
+    header = machine_header("device", "backend", "cpu_count", "platform", "jax")
+    results = {**header, "preset": "paper", "shapes": {}}
     for name, (obs_dim, action_dim) in SHAPES.items():
         figures = bench_shape(obs_dim, action_dim, args.repeats)
         results["shapes"][name] = figures
@@ -343,10 +324,7 @@ def main() -> None:
     if args.breakdown:
         print("parts of one Hopper-v4 update:")
         results["breakdown_hopper"] = breakdown(*SHAPES["Hopper-v4"], args.repeats)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

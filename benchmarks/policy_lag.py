@@ -27,7 +27,6 @@ Usage: python benchmarks/policy_lag.py RUN_DIR [RUN_DIR ...] [--json PATH] [--pl
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from functools import partial
@@ -49,6 +48,8 @@ from qscore.agents.qsm import (
 from qscore.checkpoint import list_checkpoints, load_agent, restore_newest_with_replay
 from qscore.diffusion import noise_actions
 from qscore.replay import Batch
+
+from _common import make_parser, write_json
 
 
 def min_q(agent: QSMAgent, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -252,14 +253,13 @@ def plot(results: dict[str, list[dict]], path: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("runs", nargs="*", type=Path, help="QSM run directories (one seed each)")
     parser.add_argument("--states", type=int, default=512, help="replay states per checkpoint")
     parser.add_argument("--candidates", type=int, default=256, help="uniform candidates for a*")
     parser.add_argument("--ascent-steps", type=int, default=50, help="refinement steps of a*")
     parser.add_argument("--updates", type=int, nargs="+", default=[1, 100, 1000])
     parser.add_argument("--from-step", type=int, default=0, help="skip earlier checkpoints")
-    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
     parser.add_argument("--plot", type=Path, help="draw them to this PNG")
     parser.add_argument("--from-json", type=Path, help="plot figures written before by --json")
     args = parser.parse_args()
@@ -267,9 +267,8 @@ def main() -> None:
         results = json.loads(args.from_json.read_text())
     else:
         results = {str(run): diagnose_run(run, args) for run in args.runs}
-    if args.json and not args.from_json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.from_json:
+        write_json(args.json, results)
     if args.plot:
         print(f"wrote {plot(results, args.plot)}")
 

@@ -10,12 +10,7 @@ Usage: python benchmarks/policy_latency.py [--json PATH] [--presets robust,paper
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import jax
@@ -27,18 +22,9 @@ from qscore.api import Policy
 from qscore.config import make_config
 from qscore.export import ACTION_OUTPUT, NOISE_INPUT, OBS_INPUT, export_onnx
 
+from _common import machine_header, make_parser, median_us, write_json
+
 OBS_DIM, ACTION_DIM = 11, 3
-
-
-def median_us(call, repeats: int) -> float:
-    for _ in range(10):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
 
 
 def measure(preset: str, repeats: int, workdir: Path) -> dict:
@@ -63,17 +49,11 @@ def measure(preset: str, repeats: int, workdir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--presets", default="robust,paper,fast")
     parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = {
-        "device": str(jax.devices()[0]),
-        "platform": platform.platform(),
-        "onnxruntime": onnxruntime.__version__,
-        "presets": {},
-    }
+    results = {**machine_header("device", "platform", "onnxruntime"), "presets": {}}
     with tempfile.TemporaryDirectory() as workdir:
         for preset in filter(None, args.presets.split(",")):
             figures = measure(preset, args.repeats, Path(workdir))
@@ -83,10 +63,7 @@ def main() -> None:
                 f" onnxruntime {figures['onnxruntime_us']:.0f} us per action",
                 flush=True,
             )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

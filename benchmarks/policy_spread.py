@@ -22,8 +22,6 @@ Usage: python benchmarks/policy_spread.py RUN_DIR [RUN_DIR ...] [--states 512]
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import jax
@@ -33,6 +31,8 @@ import numpy as np
 from qscore.agents import qsm, sac
 from qscore.checkpoint import restore_newest_with_replay
 from qscore.diffusion import noise_actions
+
+from _common import make_parser, write_json
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 RATIO_EDGES = (0.0, 0.5, 1.0, 2.0, float("inf"))
@@ -102,11 +102,10 @@ def measure(run_dir: Path, num_states: int, num_samples: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="qsm or sac run directories")
     parser.add_argument("--states", type=int, default=512, help="replay states to sample at")
     parser.add_argument("--samples", type=int, default=8, help="policy samples per state")
-    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
     args = parser.parse_args()
     results = {}
     for run in args.runs:
@@ -126,9 +125,7 @@ def main() -> None:
             )
             line += f"; by that ratio {{{bins}}}"
         print(line)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 
 from qscore.envs import make_env
+
+from _common import make_parser
 
 TASKS = [
     "InvertedPendulum-v4",
@@ -55,7 +56,7 @@ def random_returns(env_id: str, episodes: int) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__, json_help=None)
     parser.add_argument("envs", nargs="*", default=TASKS, help="env ids (default: all)")
     parser.add_argument("--episodes", type=int, default=20)
     args = parser.parse_args()

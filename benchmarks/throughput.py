@@ -23,16 +23,11 @@ Usage: python benchmarks/throughput.py [--env Hopper-v4] [--json PATH] [--counts
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from qscore import engine
@@ -42,6 +37,8 @@ from qscore.envs import make_env, space_dims
 from qscore.logs import read_csv
 from qscore.replay import Transition
 from qscore.training import train_seeds
+
+from _common import machine_header, make_parser, write_json
 
 CELLS = (("qsm", "robust"), ("qsm", "paper"), ("qsm", "fast"), ("sac", "paper"), ("td3", "paper"))
 
@@ -165,8 +162,7 @@ def summarize(rounds: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser = make_parser(__doc__)
     parser.add_argument("--env", default="Hopper-v4")
     parser.add_argument("--steps", type=int, default=600, help="measured steps per run")
     parser.add_argument("--warmup", type=int, default=300, help="random steps before updates")
@@ -178,10 +174,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of part 1")
     args = parser.parse_args()
     results: dict = {
-        "device": str(jax.devices()[0]),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
+        **machine_header(),
         "env_id": args.env,
         "measured_steps": args.steps,
         "rounds": args.rounds,
@@ -195,10 +188,7 @@ def main() -> None:
                 total = end_to_end("qsm", "fast", seeds, args, Path(tmp), mode == "pipelined")
                 results["seeds"].setdefault(mode, {})[count] = total
                 print(f"QSM fast, {count} seeds in one process ({mode}): {total:7.1f} env steps/s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _common import make_parser, write_json
+
 VARIANTS = ("unchanged", "identity_activation", "no_adam_no_polyak", "bare", "per_step_denoiser")
 
 
@@ -81,10 +83,9 @@ def run_child(variant: str, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__, json_help="write every figure to this JSON file")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of variants")
     parser.add_argument("--repeats", type=int, default=40, help="timed updates per process")
-    parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + str(VARIANTS)
     )
@@ -124,8 +125,7 @@ def main() -> None:
             for task, f in by_task.items()
         )
         print(f"{variant:>20}: {cells}")
-    if args.json:
-        args.json.write_text(json.dumps({"rounds": rounds, "median": summary}, indent=2) + "\n")
+    write_json(args.json, {"rounds": rounds, "median": summary})
 
 
 if __name__ == "__main__":

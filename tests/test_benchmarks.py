@@ -4,6 +4,7 @@ script that no longer imports or calls what it times must fail here, not in a GP
 import argparse
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import jax
@@ -21,6 +22,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def load_script(name: str):
+    if str(BENCHMARKS) not in sys.path:  # as when run: the scripts import _common from there
+        sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -2,10 +2,19 @@ import subprocess
 import sys
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
-from qscore.envs import EnvError, make_env, space_dims
+from qscore.envs import (
+    EnvError,
+    make_env,
+    original_action_bounds,
+    space_dims,
+    to_task_units,
+    to_unit_range,
+    wrap_env,
+)
 
 
 def test_unknown_env_suggests_close_ids():
@@ -23,6 +32,18 @@ def test_actions_are_rescaled_to_unit_box():
     np.testing.assert_array_equal(env.action_space.low, [-1.0])
     np.testing.assert_array_equal(env.action_space.high, [1.0])
     assert space_dims(env) == (3, 1)
+
+
+def test_the_action_rescaling_is_the_inverse_of_the_env_wrapper():
+    """to_task_units maps an agent's action to what RescaleAction passes to the task."""
+    task_env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), np.float32(0), np.float32(3))
+    env = wrap_env(task_env, "Pendulum-v1 on [0, 3]")  # a RescaleAction of [0, 3] to [-1, 1]
+    low, high = original_action_bounds(env)
+    unit = np.array([-1.0, -0.25, 0.0, 0.6, 1.0], np.float32)[:, None]
+    task = to_task_units(unit, low, high)
+    expected = [env.action(u) for u in unit]  # what RescaleAction passes to the task
+    np.testing.assert_allclose(task, expected, atol=1e-6)
+    np.testing.assert_allclose(to_unit_range(task, low, high), unit, atol=1e-6)
 
 
 @pytest.mark.parametrize("env_id", ["Hopper-v4", "Hopper-v5"])

@@ -32,6 +32,7 @@ from qscore.config import (
     validate,
 )
 from qscore.config import make_config as make_preset_config
+from qscore.envs import to_task_units
 
 
 def make_config(
@@ -86,13 +87,18 @@ class Policy:
             key = jax.random.PRNGKey(0 if seed is None else seed)
         keys = jax.random.split(key, len(batch))
         unit = np.asarray(_actions(self.agent, batch, keys, self.explore))
-        actions = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+        actions = to_task_units(unit, self.low, self.high)
         return actions[0] if obs.ndim == 1 else actions
+
+    @property
+    def algo(self) -> str:
+        """The agent's algorithm: ``qsm``, ``sac`` or ``td3``."""
+        return _algo_of(self.agent.config)
 
     def with_options(self, **agent_fields: Any) -> Policy:
         """The same parameters acting with other sampling options of the agent's config."""
         config = replace(self.agent.config, **agent_fields)
-        validate(RunConfig(agent=config, algo=_algo_of(config)))
+        validate(RunConfig(agent=config, algo=self.algo))
         return replace(self, agent=self.agent.replace(config=config))
 
 

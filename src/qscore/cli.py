@@ -146,6 +146,46 @@ def _add_results_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_eval_and_export_parsers(commands: Any) -> None:
+    """The ``eval`` and ``export`` commands (``commands``: the parser's subparsers)."""
+    evaluate = commands.add_parser("eval", help="evaluate a trained run's newest checkpoint")
+    evaluate.add_argument("run_dir", type=Path, help="a run directory written by qscore train")
+    evaluate.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    evaluate.add_argument(
+        "--checkpoint", type=Path, help="checkpoint directory (default: the newest)"
+    )
+    evaluate.add_argument("--video", type=Path, help="write the first episode to this .mp4")
+    evaluate.add_argument(
+        "--best-of-n",
+        type=int,
+        help="QSM only: act with the best of this many chain samples by Q "
+        "(default: the run's best_of_n_eval)",
+    )
+    evaluate.add_argument(
+        "--policy",
+        type=Path,
+        help="run this ONNX file (from qscore export) with onnxruntime instead of JAX",
+    )
+    export = commands.add_parser(
+        "export",
+        help="write a run's policy (qsm, sac or td3) as one ONNX file (needs the export extra)",
+    )
+    export.add_argument("run_dir", type=Path, help="a run directory written by qscore train")
+    export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument(
+        "--best-of-n",
+        type=int,
+        help="QSM only: chain samples picked from by Q (default: the run's)",
+    )
+    export.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="SAC only: the sampled policy tanh(mu + sigma * noise), the noise an input "
+        "(default: the deterministic tanh(mu))",
+    )
+
+
 def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``train`` gets the flags of ``algo``'s config, and its help shows the
     values of ``preset`` (default: the algorithm's default preset)."""
@@ -184,35 +224,7 @@ def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.Argum
     add_config_flags(train, defaults.agent, AGENT, f"learner ({name}, --algo {algo})", preset)
     add_config_flags(train, defaults.train, TRAIN, "training loop (TrainConfig)", preset)
 
-    evaluate = commands.add_parser("eval", help="evaluate a trained run's newest checkpoint")
-    evaluate.add_argument("run_dir", type=Path, help="a run directory written by qscore train")
-    evaluate.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    evaluate.add_argument(
-        "--checkpoint", type=Path, help="checkpoint directory (default: the newest)"
-    )
-    evaluate.add_argument("--video", type=Path, help="write the first episode to this .mp4")
-    evaluate.add_argument(
-        "--best-of-n",
-        type=int,
-        help="QSM only: act with the best of this many chain samples by Q "
-        "(default: the run's best_of_n_eval)",
-    )
-
-    evaluate.add_argument(
-        "--policy",
-        type=Path,
-        help="run this ONNX file (from qscore export) with onnxruntime instead of JAX",
-    )
-
-    export = commands.add_parser(
-        "export", help="write a QSM run's policy as one ONNX file (needs the export extra)"
-    )
-    export.add_argument("run_dir", type=Path, help="a run directory written by qscore train")
-    export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
-    export.add_argument(
-        "--best-of-n", type=int, help="chain samples picked from by Q (default: the run's)"
-    )
+    _add_eval_and_export_parsers(commands)
 
     _add_collect_parser(commands)
 
@@ -446,14 +458,15 @@ def run_eval(args: argparse.Namespace) -> int:
     if checkpoint is None:
         raise FileNotFoundError(f"{args.run_dir} has no checkpoint")
     agent, step = restore_agent(config, obs_dim, action_dim, checkpoint)
+    best_of_n = getattr(config.agent, "best_of_n_eval", 1)
+    picking = f" (best of {best_of_n} samples by Q)" if best_of_n > 1 else ""
     if args.policy is not None:
-        agent = _onnx_agent(args.policy, agent, env, obs_dim)
+        agent = _onnx_agent(args.policy, agent, env, obs_dim, args.best_of_n)
+        picking = _onnx_picking(agent)
     frames: list[np.ndarray] | None = [] if args.video else None
     returns = run_episodes(
         agent, env, args.episodes, args.seed, jax.random.PRNGKey(args.seed), frames
     )
-    best_of_n = getattr(config.agent, "best_of_n_eval", 1)
-    picking = f" (best of {best_of_n} samples by Q)" if best_of_n > 1 else ""
     print(
         f"{config.algo} on {tc.env_id} at step {step}: return {returns.mean():.2f} +- "
         f"{returns.std():.2f} over {args.episodes} episodes{picking}"
@@ -466,26 +479,55 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _onnx_agent(path: Path, agent: Any, env: Any, obs_dim: int) -> Any:
-    """The exported policy at ``path`` with ``agent``'s ``act`` (for run_episodes)."""
+def _onnx_agent(
+    path: Path, agent: Any, env: Any, obs_dim: int, best_of_n: int | None = None
+) -> Any:
+    """The exported policy at ``path`` with ``agent``'s ``act`` (for run_episodes); a
+    ``best_of_n`` other than the file's is an error (the file fixes N)."""
     from qscore.api import Policy
     from qscore.envs import original_action_bounds
     from qscore.export import OnnxAgent
 
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX file at {path}")
-    return OnnxAgent(path, Policy(agent, *original_action_bounds(env), obs_dim))
+    onnx_agent = OnnxAgent(path, Policy(agent, *original_action_bounds(env), obs_dim))
+    if best_of_n is not None and best_of_n != onnx_agent.samples:
+        raise ConfigError(
+            f"{path} picks the best of {onnx_agent.samples} samples; drop --best-of-n or"
+            f" export again with --best-of-n {best_of_n}"
+        )
+    return onnx_agent
+
+
+def _onnx_picking(onnx_agent: Any) -> str:
+    """How the exported policy picks its action, for eval's line."""
+    from qscore.export import GAUSSIAN
+
+    if onnx_agent.samples > 1:
+        return f" (best of {onnx_agent.samples} samples by Q; onnxruntime)"
+    if onnx_agent.noise == GAUSSIAN:
+        return " (actions sampled from the policy; onnxruntime)"
+    return " (onnxruntime)"
 
 
 def run_export(args: argparse.Namespace) -> int:
+    algo = RunConfig.from_dict(_saved_config(args.run_dir)).algo  # options checked before JAX
+    if args.best_of_n is not None and algo != "qsm":
+        raise ConfigError(f"--best-of-n needs a qsm run; {args.run_dir} is {algo}")
+    if args.stochastic and algo != "sac":
+        raise ConfigError(
+            f"--stochastic needs a sac run; {args.run_dir} is {algo}, whose exported policy is"
+            + (" always sampled" if algo == "qsm" else " deterministic")
+        )
     from qscore.api import load
     from qscore.export import export_onnx
 
     policy = load(args.run_dir)
     if args.best_of_n is not None:
         policy = policy.with_options(best_of_n_eval=args.best_of_n)
-    path = export_onnx(policy, args.out)
-    print(f"policy of {args.run_dir} written to {path}")
+    path = export_onnx(replace(policy, explore=args.stochastic), args.out)
+    sampled = " (sampled)" if args.stochastic else ""
+    print(f"{algo} policy{sampled} of {args.run_dir} written to {path}")
     return 0
 
 

@@ -177,6 +177,18 @@ def original_action_bounds(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
 
 
+def to_task_units(unit: Any, low: Any, high: Any) -> Any:
+    """Actions in [-1, 1] (the agents' range) in the task's own units, between the bounds
+    ``low`` and ``high`` (:func:`original_action_bounds`): the rescaling of :func:`wrap_env`.
+    Elementwise, so it takes NumPy or JAX arrays (also inside an exported graph)."""
+    return low + (unit + 1.0) * 0.5 * (high - low)
+
+
+def to_unit_range(action: Any, low: Any, high: Any) -> Any:
+    """The inverse of :func:`to_task_units`: actions in the task's units back in [-1, 1]."""
+    return 2.0 * (action - low) / (high - low) - 1.0
+
+
 def space_dims(env: gym.Env) -> tuple[int, int]:
     """(observation size, action size) of a checked env."""
     return int(env.observation_space.shape[0]), int(env.action_space.shape[0])
