@@ -26,12 +26,12 @@ import numpy as np
 from qscore.config import (
     ALGORITHM_CONFIGS,
     DEFAULT_PRESETS,
-    ConfigError,
     RunConfig,
     TrainConfig,
     validate,
 )
 from qscore.config import make_config as make_preset_config
+from qscore.errors import ConfigError
 
 
 def make_config(

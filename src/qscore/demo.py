@@ -46,7 +46,8 @@ from qscore.agents import get_algorithm
 from qscore.atomic import atomic_write_json
 from qscore.bandit import DEFAULT_WIDTH, OBS_DIM, bandit_env_id, bump_reward, default_peaks
 from qscore.checkpoint import list_checkpoints, load_agent
-from qscore.config import ConfigError, RunConfig, make_config
+from qscore.config import RunConfig, make_config
+from qscore.errors import ConfigError
 from qscore.rundir import check_run_dir
 from qscore.training import train
 

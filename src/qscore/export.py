@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qscore.config import ConfigError
+from qscore.errors import ConfigError
 
 OBS_INPUT, NOISE_INPUT, ACTION_OUTPUT = "observation", "noise", "action"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from qscore.config import ConfigError
+from qscore.errors import ConfigError
 from qscore.results import Curve, group_curves
 
 BOOTSTRAP_RESAMPLES = 2000

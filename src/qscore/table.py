@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from qscore.config import ConfigError
+from qscore.errors import ConfigError
 from qscore.normalizers import NORMALIZERS
 from qscore.results import Curve, group_curves
 
