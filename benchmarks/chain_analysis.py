@@ -6,7 +6,7 @@ sampler (:func:`qscore.diffusion.sample_chain`, with clipping) for each target a
 A sound design puts the samples near a* whatever h is (h plays the role of the reward
 scale). Prints a table and writes JSON:
 
-    python benchmarks/chain_analysis.py --json docs/chain_analysis.json
+    python benchmarks/chain_analysis.py --json data/analysis/chain_analysis.json
 """
 
 from __future__ import annotations

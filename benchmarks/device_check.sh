@@ -8,7 +8,8 @@
 # then call the device tool's run with
 #   command="bash benchmarks/device_check.sh", carry=[".wheels"], timeout_s=540
 # Files come back from $OUT: gpu.txt, gpu_memory.json, gpu_throughput.json; copy them to
-# docs/data/throughput/ and write the figures into docs/benchmarks.md.
+# data/benchmarks/ (as gpu_memory_DEVICE_DATE.json, throughput_DEVICE_DATE.json), list them
+# in data/README.md and write the figures into docs/benchmarks.md.
 set -euo pipefail
 OUT=${OUT:-/tmp/device_check}
 mkdir -p "$OUT"

@@ -4,6 +4,7 @@ script that no longer imports or calls what it times must fail here, not in a GP
 import argparse
 import importlib.util
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from qscore.agents import common, qsm
 from qscore.agents.qsm import create_qsm
 from qscore.cli import main
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+DATA = ROOT / "data"
 
 
 def load_script(name: str):
@@ -200,3 +203,28 @@ def test_dispatch_cost_counts_the_state_and_times_a_call():
     dispatch = load_script("dispatch_cost")
     figures = dispatch.dispatch_us("fast", 3, capacity=100)
     assert figures["arrays"] > 10 and figures["dispatch_us"] > 0
+
+
+def test_data_index_lists_every_json_file_and_only_existing_ones():
+    """data/README.md has one row per JSON file under data/, and each row's file exists."""
+    index = (DATA / "README.md").read_text()
+    rows = re.findall(r"^\| \[([^\]]+)\]\(([^)]+)\) \|", index, flags=re.MULTILINE)
+    assert all(text == target for text, target in rows), "link text and target differ"
+    listed = [target for _, target in rows]
+    assert len(listed) == len(set(listed)), "a file is listed twice"
+    on_disk = {path.relative_to(DATA).as_posix() for path in DATA.rglob("*.json")}
+    assert sorted(set(listed) - on_disk) == [], "listed in data/README.md but missing"
+    assert sorted(on_disk - set(listed)) == [], "not listed in data/README.md"
+
+
+def test_every_data_file_the_docs_cite_exists():
+    """A path data/benchmarks/NAME.json or data/analysis/NAME.json in the pages, the README
+    or the changelog names a file that exists (placeholders in capitals are skipped)."""
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    cited = set()
+    for page in pages:
+        cited |= set(
+            re.findall(r"data/(?:benchmarks|analysis)/[a-z0-9_.-]+\.json", page.read_text())
+        )
+    assert cited, "no page cites a data file"
+    assert sorted(path for path in cited if not (ROOT / path).is_file()) == []

@@ -85,6 +85,37 @@ def test_mujoco_tasks_train_without_libegl_and_refuse_to_render():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+_IMPORT_ORDER = """
+import os, sys
+os.environ.pop("MUJOCO_GL", None)
+import qscore.dmc
+assert "qscore.envs" not in sys.modules, "qscore.dmc imported qscore.envs"
+assert os.environ.get("MUJOCO_GL") in ("egl", "disable"), os.environ.get("MUJOCO_GL")
+import qscore.envs
+heavy = {"dm_control", "mujoco"} & set(sys.modules)
+assert not heavy, f"importing qscore.envs imported {heavy}"
+print("ok")
+"""
+
+
+def test_dmc_does_not_import_envs_and_neither_imports_dm_control():
+    """No import cycle: qscore.dmc needs only qscore.errors and qscore.envvars (which sets
+    MUJOCO_GL first); dm_control and MuJoCo stay unimported until an env is made."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ORDER], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_errors_are_the_same_classes_in_their_old_modules():
+    from qscore import config, envs, errors, rundir, training
+
+    assert envs.EnvError is errors.EnvError and config.ConfigError is errors.ConfigError
+    assert rundir.RunDirError is training.RunDirError is errors.RunDirError
+    assert rundir.TrainingDiverged is training.TrainingDiverged is errors.TrainingDiverged
+    assert rundir.TrainingInterrupted is errors.TrainingInterrupted
+
+
 def test_making_an_env_gives_no_gymnasium_warning():
     """The action rescaling passes float32 bounds (float64 ones made Gymnasium warn on
     every command)."""

@@ -26,13 +26,13 @@ import numpy as np
 from qscore.config import (
     ALGORITHM_CONFIGS,
     DEFAULT_PRESETS,
-    ConfigError,
     RunConfig,
     TrainConfig,
     validate,
 )
 from qscore.config import make_config as make_preset_config
 from qscore.envs import to_task_units
+from qscore.errors import ConfigError
 
 
 def make_config(

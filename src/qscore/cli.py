@@ -20,12 +20,17 @@ from qscore.config import (
     ALGORITHM_CONFIGS,
     DEFAULT_PRESETS,
     PRESETS,
-    ConfigError,
     RunConfig,
     make_config,
     validate,
 )
-from qscore.envs import EnvError
+from qscore.errors import (
+    ConfigError,
+    EnvError,
+    RunDirError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 
 USAGE_ERROR = 2
 FLAG_ALIASES = {
@@ -437,7 +442,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from qscore.checkpoint import latest_checkpoint, restore_agent
     from qscore.envs import make_env, space_dims
     from qscore.evaluate import run_episodes
-    from qscore.rundir import RunDirError, run_seeds
+    from qscore.rundir import run_seeds
 
     if args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
@@ -571,7 +576,6 @@ def run_ogbench_data(args: argparse.Namespace) -> int:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from qscore.rundir import TrainingInterrupted
     from qscore.sweep import run_sweep
 
     if args.workers < 1:
@@ -717,8 +721,6 @@ def _algo_of(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qscore.rundir import RunDirError, TrainingDiverged, TrainingInterrupted
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_algo_of(argv), _peek(argv, "--preset")).parse_args(argv)
     handlers = {

@@ -15,15 +15,13 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from qscore.errors import ConfigError
+
 BETA_SCHEDULES = ("vp", "cosine", "linear")
 Q_SCORE_TARGETS = ("scaled", "normalized", "normalized_per_state")
 ACTION_PRIORS = ("none", "uniform")
 Q_SCORE_ACTIONS = ("replay", "policy")
 Q_SCORE_AT = ("noisy", "clean")
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the field and the problem."""
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,16 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from qscore.atomic import atomic_write_bytes
 from qscore.config import ConfigError
-from qscore.replay import Transition
+
+if TYPE_CHECKING:
+    from qscore.replay import Transition
 
 ROW_KEYS = ("observations", "actions", "terminals")
 """The keys every dataset file holds (OGBench's)."""
@@ -177,6 +179,8 @@ def check_dims(arrays: dict[str, np.ndarray], obs_dim: int, action_dim: int, nam
 def to_transitions(arrays: dict[str, np.ndarray]) -> Transition:
     """The dataset's steps as replay rows (s, a, r, s', terminated, episode end): every
     row but a trajectory's last starts a step whose next observation is the next row."""
+    from qscore.replay import Transition  # here: importing this module needs no JAX
+
     ends = arrays["terminals"].astype(bool)
     starts = ~ends
     following = np.concatenate([[False], starts[:-1]])

@@ -46,7 +46,9 @@ from qscore.agents import get_algorithm
 from qscore.atomic import atomic_write_json
 from qscore.bandit import DEFAULT_WIDTH, OBS_DIM, bandit_env_id, bump_reward, default_peaks
 from qscore.checkpoint import list_checkpoints, load_agent
-from qscore.config import ConfigError, RunConfig, make_config
+from qscore.config import RunConfig, make_config
+from qscore.errors import ConfigError
+from qscore.plot import plot_contours, plot_final_actions, pyplot
 from qscore.rundir import check_run_dir
 from qscore.training import train
 
@@ -159,6 +161,34 @@ def _snapshots(algo: str, config: RunConfig, run_dir: Path) -> list[tuple[int, A
     return agents
 
 
+def algo_modes(
+    algo: str,
+    config: RunConfig,
+    samples: list[tuple[int, np.ndarray]],
+    peaks: np.ndarray,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``modes.json`` entry of ``algo`` (see the module docstring), from its action
+    ``samples`` at each snapshot step (the last one final) and its training ``summary``."""
+    final_step, final = samples[-1]
+    return {
+        "env_id": config.train.env_id,
+        "seed": config.train.seed,
+        "step": final_step,
+        "peaks": peaks.tolist(),
+        "near_radius": NEAR_RADIUS,
+        "num_samples": len(final),
+        "explore": algo == "sac",
+        **mode_shares(final, peaks),
+        "mean_reward": round(float(bump_reward(final, peaks, DEFAULT_WIDTH).mean()), 4),
+        "final_eval_return": summary["final_eval"]["return_mean"],
+        "over_training": [
+            {"step": step, **mode_shares(actions, peaks)} for step, actions in samples
+        ],
+        "run_dir": algo,
+    }
+
+
 def run_multimodal_demo(
     out_dir: str | Path,
     steps: int = DEFAULT_STEPS,
@@ -186,8 +216,6 @@ def run_multimodal_demo(
     for algo in ALGOS:  # refuse a used run directory before anything is trained
         check_run_dir(out_dir / algo, overwrite, "pass --overwrite or choose another --out")
     if plots:
-        from qscore.plot import pyplot
-
         pyplot()  # a missing matplotlib fails before any training
     key = jax.random.fold_in(jax.random.PRNGKey(seed), SAMPLE_KEY_OFFSET)
     modes: dict[str, Any] = {}
@@ -202,124 +230,12 @@ def run_multimodal_demo(
             (step, sample_actions(agent, num_samples, key, explore))
             for step, agent in _snapshots(algo, config, run_dir)
         ]
-        final_step, final = samples[algo][-1]
-        modes[algo] = {
-            "env_id": config.train.env_id,
-            "seed": seed,
-            "step": final_step,
-            "peaks": peaks.tolist(),
-            "near_radius": NEAR_RADIUS,
-            "num_samples": num_samples,
-            "explore": explore,
-            **mode_shares(final, peaks),
-            "mean_reward": round(float(bump_reward(final, peaks, DEFAULT_WIDTH).mean()), 4),
-            "final_eval_return": summary["final_eval"]["return_mean"],
-            "over_training": [
-                {"step": step, **mode_shares(actions, peaks)} for step, actions in samples[algo]
-            ],
-            "run_dir": algo,
-        }
+        modes[algo] = algo_modes(algo, config, samples[algo], peaks, summary)
     atomic_write_json(out_dir / "modes.json", modes)
     if plots:
         plot_contours(samples, peaks, out_dir / "contours.png")
-        plot_final_actions(samples, modes, peaks, out_dir / "final_actions.png")
+        plot_final_actions(samples, modes, peaks, out_dir / "final_actions.png", ALGO_TITLES)
     return modes
-
-
-def _reward_grid(peaks: np.ndarray, points: int = 201) -> tuple[np.ndarray, ...]:
-    xs = np.linspace(-1.0, 1.0, points)
-    grid_x, grid_y = np.meshgrid(xs, xs)
-    reward = bump_reward(np.stack([grid_x, grid_y], axis=-1), peaks, DEFAULT_WIDTH)
-    return grid_x, grid_y, reward
-
-
-def _square_axes(ax: Any) -> None:
-    ax.set_xlim(-1.0, 1.0)
-    ax.set_ylim(-1.0, 1.0)
-    ax.set_aspect("equal")
-    ax.set_xticks([-1, 0, 1])
-    ax.set_yticks([-1, 0, 1])
-
-
-def plot_contours(
-    samples: dict[str, list[tuple[int, np.ndarray]]], peaks: np.ndarray, out: str | Path
-) -> Path:
-    """Reward contours with each algorithm's action samples at each snapshot step: one row
-    per algorithm, one column per step (the untrained agent first). Returns ``out``."""
-    from qscore.plot import pyplot, save_png
-
-    plt = pyplot()
-    grid_x, grid_y, reward = _reward_grid(peaks)
-    rows = len(samples)
-    columns = max(len(snapshots) for snapshots in samples.values())
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.75 * rows), squeeze=False)
-    for row, (algo, snapshots) in zip(axes, samples.items(), strict=True):
-        for ax, (step, actions) in zip(row, snapshots, strict=False):
-            ax.contourf(grid_x, grid_y, reward, levels=12, cmap="Greys", alpha=0.6)
-            ax.scatter(actions[:, 0], actions[:, 1], s=3, alpha=0.35, color="C0", linewidths=0)
-            ax.scatter(peaks[:, 0], peaks[:, 1], marker="x", color="C3", s=30)
-            ax.set_title(f"{algo.upper()}, step {step}", fontsize="medium")
-            _square_axes(ax)
-        for ax in row[len(snapshots) :]:
-            ax.set_visible(False)
-    figure.suptitle("action samples over training (reward contours in grey, peaks x)")
-    figure.tight_layout()
-    return save_png(figure, out)
-
-
-def plot_final_actions(
-    samples: dict[str, list[tuple[int, np.ndarray]]],
-    modes: dict[str, Any],
-    peaks: np.ndarray,
-    out: str | Path,
-) -> Path:
-    """The final action distribution of each algorithm (2-D histogram over the reward
-    contours, each peak labelled with the share of samples nearest to it) and a bar chart
-    of those shares (light) and of the shares within the near radius (solid). Returns
-    ``out``."""
-    from qscore.plot import pyplot, save_png
-
-    plt = pyplot()
-    from matplotlib.colors import LogNorm
-
-    grid_x, grid_y, reward = _reward_grid(peaks)
-    algos = list(samples)
-    figure, axes = plt.subplots(1, len(algos) + 1, figsize=(4.2 * (len(algos) + 1), 4.0))
-    bins = np.linspace(-1.0, 1.0, 41)
-    for ax, algo in zip(axes, algos, strict=False):
-        step, actions = samples[algo][-1]
-        ax.hist2d(
-            actions[:, 0], actions[:, 1], bins=[bins, bins], cmap="Blues", norm=LogNorm()
-        )  # a log scale, so that a pile of samples at the box's edge hides no cluster
-        ax.contour(grid_x, grid_y, reward, levels=6, colors="grey", linewidths=0.6)
-        for peak, share in zip(peaks, modes[algo]["share_per_peak"], strict=True):
-            ax.scatter([peak[0]], [peak[1]], marker="x", color="C3", s=30)
-            ax.annotate(
-                f"{100 * share:.0f}%", peak, textcoords="offset points", xytext=(6, 6),
-                color="C3", fontsize="small",
-            )  # fmt: skip
-        ax.set_title(f"{ALGO_TITLES.get(algo, algo)}, step {step}", fontsize="medium")
-        _square_axes(ax)
-    bar_ax = axes[-1]
-    width = 0.8 / len(algos)
-    positions = np.arange(len(peaks))
-    for i, algo in enumerate(algos):
-        where = positions + (i - (len(algos) - 1) / 2) * width
-        name, color = algo.upper(), f"C{i}"
-        bar_ax.bar(where, modes[algo]["share_per_peak"], width, color=color, alpha=0.35,
-                   label=f"{name}: nearest the peak")  # fmt: skip
-        bar_ax.bar(where, modes[algo]["share_near_peak"], width, color=color,
-                   label=f"{name}: within {modes[algo]['near_radius']} of it")  # fmt: skip
-    bar_ax.axhline(1.0 / len(peaks), color="grey", linestyle=":", linewidth=1)
-    bar_ax.set_xticks(positions, [f"({p[0]:+.1f},\n{p[1]:+.1f})" for p in peaks])
-    bar_ax.set_ylim(0.0, 1.0)
-    bar_ax.set_ylabel("share of final samples")
-    bar_ax.set_xlabel("peak")
-    bar_ax.legend(fontsize="small")
-    num = len(samples[algos[0]][-1][1])
-    figure.suptitle(f"final action distribution ({num} samples per algorithm)")
-    figure.tight_layout()
-    return save_png(figure, out)
 
 
 def format_shares(modes: dict[str, Any]) -> list[str]:

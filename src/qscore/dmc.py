@@ -13,8 +13,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-# Imported first: it sets MUJOCO_GL before dm_control or mujoco is imported.
-from qscore.envs import EnvError
+import qscore.envvars  # noqa: F401  (sets MUJOCO_GL before dm_control or MuJoCo is imported)
+from qscore.errors import EnvError
 
 DMC_PREFIX = "dmc:"
 _INSTALL_HINT = 'dm_control is not installed; run: pip install "qscore[dmc]"'

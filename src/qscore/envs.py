@@ -1,8 +1,11 @@
-"""Creating Gymnasium environments with checked spaces and actions rescaled to [-1, 1]."""
+"""Creating Gymnasium environments with checked spaces and actions rescaled to [-1, 1].
+
+MuJoCo and dm_control read MUJOCO_GL when first imported; :mod:`qscore.envvars` sets it,
+and is imported (through :mod:`qscore.dmc`) before anything here can import either.
+"""
 
 from __future__ import annotations
 
-import ctypes.util
 import difflib
 import importlib.util
 import os
@@ -12,23 +15,12 @@ import gymnasium as gym
 import numpy as np
 
 from qscore.bandit import register_bandits
+from qscore.dmc import DMC_PREFIX, dmc_env_ids, make_dmc_env  # imports dm_control only on use
+from qscore.envvars import MUJOCO_GL_OFF, mujoco_rendering_off  # noqa: F401 (re-exported)
+from qscore.errors import EnvError  # EnvError is also importable from here
 from qscore.ogbench_tasks import register_ogbench_tasks
 
-MUJOCO_GL_OFF = ("off", "disable", "disabled", "false", "0")
-"""Values of MUJOCO_GL that turn MuJoCo's rendering off (MuJoCo's and dm_control's spelling)."""
-
-# MuJoCo and dm_control read MUJOCO_GL when first imported, so it is set before either is.
-# Unless the user chose: EGL (offscreen, no display needed) where libEGL is installed, else
-# rendering off. MuJoCo asked for EGL without libEGL fails at import, and training renders
-# nothing, so it must not need the library.
-if "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "egl" if ctypes.util.find_library("EGL") else "disable"
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame's banner on import
 register_bandits()  # qscore's own toy tasks (qscore/MultimodalBandit-v0, ...); idempotent
-
-
-class EnvError(ValueError):
-    """An environment qscore cannot train on; the message says why."""
 
 
 def registered_env_ids() -> list[str]:
@@ -37,8 +29,6 @@ def registered_env_ids() -> list[str]:
 
 def available_env_ids() -> list[str]:
     """Registered Gymnasium ids, then the ``dmc:`` ids when dm_control is installed."""
-    from qscore.dmc import dmc_env_ids  # imported here: qscore.dmc imports EnvError from here
-
     try:
         return registered_env_ids() + dmc_env_ids()
     except EnvError:
@@ -83,8 +73,6 @@ def check_rendering(env_id: str) -> None:
     """Refuse to render a task whose renderer is missing, before any rollout: a MuJoCo-based
     task (Gymnasium MuJoCo or dm_control) when MuJoCo's rendering is off, a classic-control,
     Box2D or toy-text task without pygame."""
-    from qscore.dmc import DMC_PREFIX  # here: qscore.dmc imports EnvError from here
-
     uses_mujoco = env_id.startswith(DMC_PREFIX) or (
         env_id in gym.registry and "mujoco" in str(gym.registry[env_id].entry_point)
     )
@@ -95,7 +83,7 @@ def check_rendering(env_id: str) -> None:
             f"cannot render {env_id}: Gymnasium draws it with pygame, which is not installed"
             " (pip install pygame)"
         )
-    if uses_mujoco and os.environ.get("MUJOCO_GL", "").strip().lower() in MUJOCO_GL_OFF:
+    if uses_mujoco and mujoco_rendering_off():
         raise EnvError(
             f"cannot render {env_id}: MuJoCo rendering is off (MUJOCO_GL="
             f"{os.environ['MUJOCO_GL']}; qscore sets 'disable' where libEGL is not "
@@ -132,8 +120,6 @@ def make_env(
     The first ``reset`` must still be given the seed (see :func:`qscore.training.train`).
     Ids starting with ``dmc:`` are DeepMind Control Suite tasks (see :mod:`qscore.dmc`).
     """
-    from qscore.dmc import DMC_PREFIX, make_dmc_env  # here: qscore.dmc imports EnvError
-
     if render_mode:
         check_rendering(env_id)
     if env_id.startswith(DMC_PREFIX):

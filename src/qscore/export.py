@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from qscore.api import Policy
-from qscore.config import ConfigError
 from qscore.envs import to_task_units, to_unit_range
+from qscore.errors import ConfigError
 
 OBS_INPUT, NOISE_INPUT, ACTION_OUTPUT = "observation", "noise", "action"
 CHAIN, GAUSSIAN, NO_NOISE = "chain", "gaussian", "none"

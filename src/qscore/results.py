@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qscore.config import ConfigError
+from qscore.errors import ConfigError
 from qscore.logs import read_csv
 
 

@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from qscore.atomic import atomic_write_json
+from qscore.errors import (  # noqa: F401 (TrainingDiverged, TrainingInterrupted re-exported)
+    RunDirError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -30,10 +35,6 @@ SWEEP_FILE = "sweep.json"
 PACKAGES = ("qscore", "jax", "jaxlib", "flax", "optax", "numpy", "gymnasium", "mujoco")
 """Packages whose versions config.json records and a resume must match."""
 RUN_DIR_HINT = "pass --resume to continue it, --overwrite to replace it, or choose another --out"
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used (it exists and holds a run, or holds none to resume)."""
 
 
 def seed_dirs(run_dir: Path, seeds: list[int]) -> list[Path]:
@@ -78,18 +79,6 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
     path = Path(run_dir) / SUMMARY_FILE
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss, Q value, parameter, observation or reward became non-finite."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGINT or SIGTERM stopped training after a checkpoint was written."""
-
-    def __init__(self, message: str, status: str = "interrupted") -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def package_versions() -> dict[str, str | None]:

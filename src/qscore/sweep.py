@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from qscore.atomic import atomic_write_json
-from qscore.config import ALGORITHM_CONFIGS, DEFAULT_PRESETS, ConfigError, RunConfig, make_config
+from qscore.config import ALGORITHM_CONFIGS, DEFAULT_PRESETS, RunConfig, make_config
+from qscore.errors import ConfigError, TrainingInterrupted
 from qscore.rundir import SWEEP_FILE, cell_dir, read_summary
 
 """Written in the sweep directory: the spec and the cells (read by plot and table)."""
@@ -139,7 +140,7 @@ def cell_status(cell: Cell) -> str:
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Run (or resume, or skip) one cell. Errors are returned, so that one failed cell
     does not stop the others; only SIGINT or SIGTERM (which stop the sweep) raise."""
-    from qscore.training import TrainingInterrupted, resume, train
+    from qscore.training import resume, train
 
     try:
         status = cell_status(cell)

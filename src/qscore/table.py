@@ -19,11 +19,12 @@ import csv
 import io
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from qscore.config import ConfigError
+from qscore.errors import ConfigError
 from qscore.normalizers import NORMALIZERS
 from qscore.results import Curve, group_curves
 
@@ -197,6 +198,174 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
+@dataclass(frozen=True)
+class TaskResult:
+    """The final evaluations of one label on one task."""
+
+    env_id: str
+    label: str
+    seeds: int
+    step: str
+    """The step of the final evaluations, or ``FIRST-LAST`` when the seeds differ."""
+    mean: float
+    std: float
+    """Sample standard deviation over seeds; NaN for one seed."""
+    normalized: float
+    """:data:`qscore.normalizers.NORMALIZERS` applied to ``mean``; NaN without a normalizer."""
+
+
+@dataclass(frozen=True)
+class ResultsTable:
+    """Everything a results table shows, computed by :func:`compute_table`, before any
+    formatting: per-task finals, normalized aggregates per label (as
+    :func:`normalized_aggregates`), probabilities of improvement (as
+    :func:`improvement_probabilities`) and the notes that qualify them."""
+
+    budget: int | None
+    reps: int
+    per_task: list[TaskResult]
+    aggregates: dict[str, dict[str, Any]]
+    improvements: list[dict[str, Any]]
+    notes: list[str]
+
+
+def task_result(env_id: str, label: str, rows: list[tuple[int, int, float]]) -> TaskResult:
+    """The :class:`TaskResult` of ``rows``, the ``(seed, step, return)`` of each seed's final
+    evaluation (see :func:`final_evaluations`)."""
+    values = np.array([value for _, _, value in rows])
+    steps = sorted({step for _, step, _ in rows})
+    mean = float(values.mean())
+    return TaskResult(
+        env_id=env_id,
+        label=label,
+        seeds=len(values),
+        step=str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}",
+        mean=mean,
+        std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+        normalized=NORMALIZERS[env_id](mean) if env_id in NORMALIZERS else math.nan,
+    )
+
+
+def compute_table(
+    curves: list[Curve],
+    budget: int | None = None,
+    reps: int | None = None,
+    seed: int = BOOTSTRAP_SEED,
+) -> ResultsTable:
+    """The figures of the results table of ``curves`` (see :func:`make_table`); ``reps``
+    bootstrap resamples make each confidence interval (default :data:`REPS`)."""
+    reps = REPS if reps is None else reps
+    if budget is not None and budget < 0:
+        raise ConfigError("--budget must be >= 0")
+    finals = final_evaluations(curves, budget)
+    if not finals:
+        where = "" if budget is None else f" at or before step {budget}"
+        raise ConfigError(f"no evaluations{where} to tabulate")
+    scores = {key: [value for _, _, value in rows] for key, rows in finals.items()}
+    aggregates = normalized_aggregates(scores, reps, seed)
+    return ResultsTable(
+        budget=budget,
+        reps=reps,
+        per_task=[task_result(env_id, label, rows) for (env_id, label), rows in finals.items()],
+        aggregates=aggregates,
+        improvements=improvement_probabilities(scores, reps, seed),
+        notes=table_notes(curves, finals, aggregates, budget, reps),
+    )
+
+
+TASK_HEADER = ["env", "label", "seeds", "step", "mean", "std", "normalized"]
+AGGREGATE_CSV_HEADER = [
+    "label",
+    "tasks",
+    "runs_per_task",
+    "mean_normalized",
+    "mean_ci_low",
+    "mean_ci_high",
+    "iqm",
+    "iqm_ci_low",
+    "iqm_ci_high",
+]
+IMPROVEMENT_CSV_HEADER = ["x", "y", "tasks", "runs_x", "runs_y", "p_x_better", "ci_low", "ci_high"]
+
+
+def render_markdown(table: ResultsTable) -> str:
+    """``table`` as Markdown: a heading and a table per part, then the notes."""
+    budget = table.budget
+    when = "last evaluation" if budget is None else f"last evaluation at step <= {budget}"
+    per_task = [
+        [r.env_id, r.label, str(r.seeds), r.step]
+        + [_num(r.mean, 1), _num(r.std, 1), _num(r.normalized, 3)]
+        for r in table.per_task
+    ]
+    parts = [f"### Final evaluation return ({when})", _markdown(TASK_HEADER, per_task, 2)]
+    if table.aggregates:
+        rows = [
+            [label, str(len(agg["tasks"])), str(agg["runs"])]
+            + [_with_ci(agg["mean"]), _with_ci(agg["iqm"])]
+            for label, agg in table.aggregates.items()
+        ]
+        header = ["label", "tasks", "runs per task", "mean", "IQM"]
+        parts += [
+            "### Normalized score across tasks (95% stratified bootstrap CIs)",
+            _markdown(header, rows, numeric_from=1),
+        ]
+    if table.improvements:
+        rows = [
+            [row["x"], row["y"], str(len(row["tasks"])), f"{row['runs'][0]} vs {row['runs'][1]}"]
+            + [_with_ci(row["probability"])]
+            for row in table.improvements
+        ]
+        parts += [
+            "### Probability of improvement P(X > Y) (95% CIs)",
+            _markdown(["X", "Y", "tasks", "runs", "P(X > Y)"], rows, numeric_from=2),
+        ]
+    parts.append(render_notes(table.notes, "md"))
+    return "\n\n".join(parts) + "\n"
+
+
+def _csv_number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.10g}"
+
+
+def render_csv(table: ResultsTable) -> str:
+    """``table`` as CSV: each part with a header row, separated by blank lines, then the
+    notes; numbers to 10 significant digits, an empty cell for a missing one."""
+    per_task = [
+        [r.env_id, r.label, r.seeds, r.step, f"{r.mean:.10g}"]
+        + [_csv_number(r.std), _csv_number(r.normalized)]
+        for r in table.per_task
+    ]
+    parts = [_csv(TASK_HEADER, per_task)]
+    if table.aggregates:
+        rows = [
+            [label, len(agg["tasks"]), agg["runs"]]
+            + [f"{v:.10g}" for v in (*agg["mean"], *agg["iqm"])]
+            for label, agg in table.aggregates.items()
+        ]
+        parts.append(_csv(AGGREGATE_CSV_HEADER, rows))
+    if table.improvements:
+        rows = [
+            [row["x"], row["y"], len(row["tasks"]), *row["runs"]]
+            + [f"{v:.10g}" for v in row["probability"]]
+            for row in table.improvements
+        ]
+        parts.append(_csv(IMPROVEMENT_CSV_HEADER, rows))
+    parts.append(render_notes(table.notes, "csv"))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_notes(notes: list[str], fmt: str) -> str:
+    """The notes as a Markdown list under ``Notes:`` (``fmt="md"``) or a one-column CSV
+    table (``fmt="csv"``)."""
+    if fmt == "md":
+        return "Notes:\n\n" + "\n".join(f"- {note}" for note in notes)
+    return _csv(["note"], [[note] for note in notes])
+
+
+RENDERERS = {"md": render_markdown, "csv": render_csv}
+"""The table formats of :func:`make_table`, by name."""
+
+
 def make_table(
     curves: list[Curve],
     budget: int | None = None,
@@ -211,140 +380,23 @@ def make_table(
     normalized-score aggregates per label (mean and IQM with 95% CIs); probability of
     improvement of every label over every other one; notes. CSV gives the tables one
     after the other, each with a header row, separated by blank lines. ``reps`` bootstrap
-    resamples make each confidence interval (default :data:`REPS`).
+    resamples make each confidence interval (default :data:`REPS`). The figures come from
+    :func:`compute_table`, the text from :func:`render_markdown` or :func:`render_csv`.
     """
-    reps = REPS if reps is None else reps
-    if fmt not in ("md", "csv"):
+    if fmt not in RENDERERS:
         raise ConfigError(f"unknown table format {fmt!r}; choose md or csv")
-    if budget is not None and budget < 0:
-        raise ConfigError("--budget must be >= 0")
-    finals = final_evaluations(curves, budget)
-    if not finals:
-        where = "" if budget is None else f" at or before step {budget}"
-        raise ConfigError(f"no evaluations{where} to tabulate")
-    scores = {key: [value for _, _, value in rows] for key, rows in finals.items()}
-    aggregates = normalized_aggregates(scores, reps, seed)
-    improvements = improvement_probabilities(scores, reps, seed)
-    md = fmt == "md"
-
-    per_task_header = ["env", "label", "seeds", "step", "mean", "std", "normalized"]
-    per_task = []
-    for (env_id, label), rows in finals.items():
-        values = np.array([value for _, _, value in rows])
-        steps = sorted({step for _, step, _ in rows})
-        step = str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
-        std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        mean = float(values.mean())
-        norm = NORMALIZERS[env_id](mean) if env_id in NORMALIZERS else math.nan
-        if md:
-            per_task.append(
-                [env_id, label, str(len(values)), step, _num(mean, 1), _num(std, 1), _num(norm, 3)]
-            )
-        else:
-            per_task.append(
-                [
-                    env_id,
-                    label,
-                    len(values),
-                    step,
-                    f"{mean:.10g}",
-                    "" if math.isnan(std) else f"{std:.10g}",
-                    "" if math.isnan(norm) else f"{norm:.10g}",
-                ]
-            )
-
-    aggregate_rows = []
-    for label, agg in aggregates.items():
-        if md:
-            aggregate_rows.append(
-                [
-                    label,
-                    str(len(agg["tasks"])),
-                    str(agg["runs"]),
-                    _with_ci(agg["mean"]),
-                    _with_ci(agg["iqm"]),
-                ]
-            )
-        else:
-            aggregate_rows.append(
-                [
-                    label,
-                    len(agg["tasks"]),
-                    agg["runs"],
-                    *(f"{v:.10g}" for v in agg["mean"]),
-                    *(f"{v:.10g}" for v in agg["iqm"]),
-                ]
-            )
-
-    poi_rows = []
-    for row in improvements:
-        runs = f"{row['runs'][0]} vs {row['runs'][1]}"
-        if md:
-            poi_rows.append(
-                [row["x"], row["y"], str(len(row["tasks"])), runs, _with_ci(row["probability"])]
-            )
-        else:
-            poi_rows.append(
-                [
-                    row["x"],
-                    row["y"],
-                    len(row["tasks"]),
-                    *row["runs"],
-                    *(f"{v:.10g}" for v in row["probability"]),
-                ]
-            )
-
-    notes = _notes(curves, finals, aggregates, budget, reps)
-    when = "last evaluation" if budget is None else f"last evaluation at step <= {budget}"
-    if md:
-        parts = [
-            f"### Final evaluation return ({when})",
-            _markdown(per_task_header, per_task, numeric_from=2),
-        ]
-        if aggregate_rows:
-            parts += [
-                "### Normalized score across tasks (95% stratified bootstrap CIs)",
-                _markdown(
-                    ["label", "tasks", "runs per task", "mean", "IQM"],
-                    aggregate_rows,
-                    numeric_from=1,
-                ),
-            ]
-        if poi_rows:
-            parts += [
-                "### Probability of improvement P(X > Y) (95% CIs)",
-                _markdown(["X", "Y", "tasks", "runs", "P(X > Y)"], poi_rows, numeric_from=2),
-            ]
-        parts.append("Notes:\n\n" + "\n".join(f"- {note}" for note in notes))
-        return "\n\n".join(parts) + "\n"
-    parts = [_csv(per_task_header, per_task)]
-    if aggregate_rows:
-        header = [
-            "label",
-            "tasks",
-            "runs_per_task",
-            "mean_normalized",
-            "mean_ci_low",
-            "mean_ci_high",
-            "iqm",
-            "iqm_ci_low",
-            "iqm_ci_high",
-        ]
-        parts.append(_csv(header, aggregate_rows))
-    if poi_rows:
-        header = ["x", "y", "tasks", "runs_x", "runs_y", "p_x_better", "ci_low", "ci_high"]
-        parts.append(_csv(header, poi_rows))
-    parts.append(_csv(["note"], [[note] for note in notes]))
-    return "\n\n".join(parts) + "\n"
+    return RENDERERS[fmt](compute_table(curves, budget, reps, seed))
 
 
-def _notes(
+def table_notes(
     curves: list[Curve],
     finals: dict[tuple[str, str], list[tuple[int, int, float]]],
     aggregates: dict[str, dict[str, Any]],
     budget: int | None,
     reps: int,
 ) -> list[str]:
+    """The notes under a results table: what its figures are, and which runs, tasks or
+    labels they leave out or cannot compare."""
     scores = {key: [value for _, _, value in rows] for key, rows in finals.items()}
     notes = [
         "std is the sample standard deviation over seeds (empty for one seed); normalized "

@@ -34,7 +34,7 @@ from qscore.checkpoint import (
     save_run_checkpoint,
     step_name,
 )
-from qscore.config import ConfigError, RunConfig
+from qscore.config import RunConfig
 from qscore.engine import (
     DeviceState,
     act_seeds,
@@ -50,13 +50,11 @@ from qscore.engine import (
     train_step,
 )
 from qscore.envs import make_env, space_dims, wrap_env
+from qscore.errors import ConfigError, RunDirError, TrainingDiverged, TrainingInterrupted
 from qscore.evaluate import Trajectory, critic_error, run_episodes_seeds
 from qscore.logs import CsvLog, TensorBoard
 from qscore.replay import Transition, create_replay, load_replay, replay_state
 from qscore.rundir import (
-    RunDirError,
-    TrainingDiverged,
-    TrainingInterrupted,
     check_run_dir,
     prepare_run_dir,
     run_seeds,
