@@ -34,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qscore.atomic import atomic_write_bytes
-from qscore.config import ConfigError
+from qscore.errors import ConfigError
 
 if TYPE_CHECKING:
     from qscore.replay import Transition
