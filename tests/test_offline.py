@@ -11,7 +11,13 @@ import pytest
 from qscore import datasets, training
 from qscore.api import make_config as api_config
 from qscore.api import train as api_train
-from qscore.bandit import MULTIMODAL_ID, bump_reward, default_peaks
+from qscore.bandit import (
+    MULTIMODAL_ID,
+    bandit_episodes,
+    bump_reward,
+    default_peaks,
+    mixed_quality_actions,
+)
 from qscore.checkpoint import AGENT_FILE, latest_checkpoint
 from qscore.cli import main
 from qscore.config import ConfigError, make_config
@@ -111,13 +117,7 @@ def test_oracle_data_loads_through_ogbench_with_relabelled_single_task_rewards(t
 
 
 def _bandit_dataset(path: Path, actions: np.ndarray) -> Path:
-    """One-step bandit episodes with these actions and their rewards, as a dataset."""
-    peaks, start = default_peaks(4), np.zeros(1, np.float32)
-    episodes = [
-        datasets.Trajectory([start, start], [a], [float(bump_reward(a, peaks))], True)
-        for a in np.clip(actions, -1.0, 1.0).astype(np.float32)
-    ]
-    datasets.write_dataset(path, episodes)
+    datasets.write_dataset(path, bandit_episodes(actions))
     return path
 
 
@@ -151,9 +151,7 @@ def test_behaviour_cloning_alone_reproduces_the_datasets_actions(tmp_path):
 
 def test_offline_qsm_with_bc_beats_diffusion_bc_on_mostly_poor_data(tmp_path):
     rng = np.random.default_rng(1)
-    good = rng.random(2000) < 0.15  # 15% of the actions near a peak, the rest uniform
-    near_peak = default_peaks(4)[rng.integers(0, 4, 2000)] + 0.05 * rng.standard_normal((2000, 2))
-    actions = np.where(good[:, None], near_peak, rng.uniform(-1, 1, (2000, 2)))
+    actions = mixed_quality_actions(rng, 2000, good_share=0.15)
     data = _bandit_dataset(tmp_path / "mixed.npz", actions)
     data_return = bump_reward(np.clip(actions, -1, 1), default_peaks(4)).mean()
     returns = {}

@@ -122,3 +122,26 @@ def register_bandits() -> None:
                 entry_point="qscore.bandit:MultimodalBandit",
                 kwargs={"peaks": default_peaks(num_peaks).tolist()},
             )
+
+
+def bandit_episodes(actions: np.ndarray, peaks: np.ndarray | None = None) -> list[Any]:
+    """One-step bandit episodes that took ``actions`` (N, 2), clipped to the box, with their
+    rewards (bumps at ``peaks``, default the four-peak bandit's): a dataset for offline
+    training (:func:`qscore.datasets.write_dataset`)."""
+    from qscore.datasets import Trajectory
+
+    peaks = default_peaks(4) if peaks is None else peaks
+    start = np.zeros(OBS_DIM, np.float32)
+    return [
+        Trajectory([start, start], [a], [float(bump_reward(a, peaks))], terminated=True)
+        for a in np.clip(actions, -1.0, 1.0).astype(np.float32)
+    ]
+
+
+def mixed_quality_actions(rng: np.random.Generator, count: int, good_share: float) -> np.ndarray:
+    """Mostly poor bandit data: a ``good_share`` of actions near a peak of the four-peak
+    bandit (std 0.05), the others uniform on the box."""
+    good = rng.random(count) < good_share
+    peaks = default_peaks(4)[rng.integers(0, 4, count)]
+    near_peak = peaks + 0.05 * rng.standard_normal((count, 2))
+    return np.where(good[:, None], near_peak, rng.uniform(-1.0, 1.0, (count, 2)))

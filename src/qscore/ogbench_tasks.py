@@ -11,6 +11,7 @@ reported in eval.csv.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,14 @@ from tqdm import tqdm
 
 from qscore.atomic import atomic_write_bytes
 from qscore.datasets import DatasetError, check_output, npz_bytes
+
+
+def make_quietly(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` without Gymnasium's warning that a Box's float64 bounds were cast to
+    float32 (OGBench's tasks build their spaces that way; nothing is lost for qscore)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+        return gym.make(env_id, **kwargs)
 
 
 def register_ogbench_tasks(env_id: str) -> None:
@@ -228,7 +237,7 @@ def collect_manipulation(
     if episodes < 1 or episode_steps < 2:
         raise DatasetError("need --episodes >= 1 and --episode-steps >= 2")
     register_ogbench_tasks(name.env_id)
-    env = gym.make(
+    env = make_quietly(
         name.env_id, terminate_at_goal=False, mode="data_collection",
         max_episode_steps=episode_steps,
     )  # fmt: skip
