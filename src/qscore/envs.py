@@ -18,7 +18,7 @@ from qscore.bandit import register_bandits
 from qscore.dmc import DMC_PREFIX, dmc_env_ids, make_dmc_env  # imports dm_control only on use
 from qscore.envvars import MUJOCO_GL_OFF, mujoco_rendering_off  # noqa: F401 (re-exported)
 from qscore.errors import EnvError  # EnvError is also importable from here
-from qscore.ogbench_tasks import make_quietly, register_ogbench_tasks
+from qscore.ogbench_tasks import register_ogbench_tasks
 
 register_bandits()  # qscore's own toy tasks (qscore/MultimodalBandit-v0, ...); idempotent
 
@@ -132,7 +132,7 @@ def make_env(
     if env_id not in gym.registry:
         raise EnvError(_unknown_env_message(env_id))
     kwargs = {"render_mode": render_mode} if render_mode else {}
-    return wrap_env(make_quietly(env_id, **kwargs), env_id, seed, action_repeat)
+    return wrap_env(gym.make(env_id, **kwargs), env_id, seed, action_repeat)
 
 
 def wrap_env(env: gym.Env, name: str, seed: int | None = None, action_repeat: int = 1) -> gym.Env:

@@ -23,16 +23,9 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+import qscore.envvars  # noqa: F401  (sets MUJOCO_GL before MuJoCo is first imported)
 from qscore.atomic import atomic_write_bytes
 from qscore.datasets import DatasetError, check_output, npz_bytes
-
-
-def make_quietly(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make`` without Gymnasium's warning that a Box's float64 bounds were cast to
-    float32 (OGBench's tasks build their spaces that way; nothing is lost for qscore)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
-        return gym.make(env_id, **kwargs)
 
 
 def register_ogbench_tasks(env_id: str) -> None:
@@ -40,9 +33,12 @@ def register_ogbench_tasks(env_id: str) -> None:
     and the package is installed; otherwise do nothing."""
     if env_id in gym.registry or importlib.util.find_spec("ogbench") is None:
         return
-    import ogbench  # noqa: F401  (registers the tasks)
+    import ogbench  # noqa: F401  (registers the tasks; MUJOCO_GL is set: qscore.envvars)
 
-    import qscore.envs  # noqa: F401  (sets MUJOCO_GL before MuJoCo is first imported)
+    # OGBench's manipulation tasks build a new float32 Box from float64 bounds at every
+    # access of action_space, and Gymnasium warns about the cast each time: nothing is
+    # lost, so that one warning is silenced once OGBench is in use.
+    warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
 
 
 DOMAINS = ("cube-single", "cube-double", "scene", "puzzle-3x3")
@@ -237,7 +233,7 @@ def collect_manipulation(
     if episodes < 1 or episode_steps < 2:
         raise DatasetError("need --episodes >= 1 and --episode-steps >= 2")
     register_ogbench_tasks(name.env_id)
-    env = make_quietly(
+    env = gym.make(
         name.env_id, terminate_at_goal=False, mode="data_collection",
         max_episode_steps=episode_steps,
     )  # fmt: skip
