@@ -150,19 +150,27 @@ def test_behaviour_cloning_alone_reproduces_the_datasets_actions(tmp_path):
 
 
 def test_offline_qsm_with_bc_beats_diffusion_bc_on_mostly_poor_data(tmp_path):
-    rng = np.random.default_rng(1)
-    actions = mixed_quality_actions(rng, 2000, good_share=0.15)
+    """On bandit data where 85% of the actions are uniform, QSM + BC's chain samples better
+    actions than diffusion BC's (one sample each), and the ``offline`` preset as shipped
+    (best of 32 samples by Q) beats the ``bc`` preset as shipped (one sample) by far.
+    benchmarks/offline_bandit.py: one-sample 0.67-0.74 against 0.62 over seeds 0-2."""
+    actions = mixed_quality_actions(np.random.default_rng(1), 2000, good_share=0.15)
     data = _bandit_dataset(tmp_path / "mixed.npz", actions)
     data_return = bump_reward(np.clip(actions, -1, 1), default_peaks(4)).mean()
-    returns = {}
+    obs = np.zeros((1000, 1), np.float32)
+    one_sample, shipped = {}, {}
     for preset in ("bc", "offline"):
         config = api_config(
             "qsm", preset, env=MULTIMODAL_ID, total_steps=300, offline_dataset=str(data),
-            eval_episodes=200, **BANDIT_TRAINING,
+            eval_episodes=1, **BANDIT_TRAINING,
         )  # fmt: skip
-        returns[preset] = api_train(config, progress=False).summary["final_eval"]["return_mean"]
-    assert abs(returns["bc"] - data_return) < 0.1  # cloning keeps the data's quality
-    assert returns["offline"] > returns["bc"] + 0.2, returns
+        policy = api_train(config, progress=False).policy
+        single = policy.with_options(best_of_n_eval=1)(obs, seed=7)
+        one_sample[preset] = bump_reward(single, default_peaks(4)).mean()
+        shipped[preset] = bump_reward(policy(obs, seed=7), default_peaks(4)).mean()
+    assert abs(one_sample["bc"] - data_return) < 0.1  # cloning keeps the data's quality
+    assert one_sample["offline"] > one_sample["bc"] + 0.03, one_sample
+    assert shipped["offline"] > shipped["bc"] + 0.2, shipped
 
 
 def _bad_datasets(folder: Path) -> dict[str, tuple[Path, str]]:
