@@ -42,8 +42,8 @@ def test_wraps_around_and_keeps_the_newest_rows():
     replay = _fill(create_replay(3, 2, capacity=5), 8)
     assert int(replay.size) == 5
     assert int(replay.cursor) == 3
-    assert sorted(np.asarray(replay.reward).tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
-    np.testing.assert_array_equal(replay.obs[0], np.full(3, 6.0))  # row 0 overwritten by #6
+    assert sorted(np.asarray(replay.rows.reward).tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
+    np.testing.assert_array_equal(replay.rows.obs[0], np.full(3, 6.0))  # row 0 overwritten by #6
 
 
 def test_samples_only_written_rows():
@@ -204,6 +204,6 @@ def test_a_state_saved_without_episode_ends_gets_them_inferred():
     restored = load_replay(create_replay(3, 2, capacity=100), old_state)
     expected = state["episode_end"].copy()
     expected[-1] = 1.0  # the newest row: whether its episode goes on is unknown
-    np.testing.assert_array_equal(restored.episode_end[:10], expected)
+    np.testing.assert_array_equal(restored.rows.episode_end[:10], expected)
     round_trip = load_replay(create_replay(3, 2, capacity=100), state)
-    np.testing.assert_array_equal(round_trip.episode_end[:10], state["episode_end"])
+    np.testing.assert_array_equal(round_trip.rows.episode_end[:10], state["episode_end"])

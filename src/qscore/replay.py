@@ -79,19 +79,15 @@ class Replay(struct.PyTreeNode):
     """Ring buffer of transitions (rows) on the device; ``size`` rows are written, and
     ``cursor`` is the row the next insert writes (the oldest once the buffer is full)."""
 
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    next_obs: jax.Array
-    terminated: jax.Array
-    episode_end: jax.Array
-    """1 where the row ends its episode (terminated or truncated): n-step sums stop there."""
+    rows: Transition
+    """The stored columns (s, a, r, s', terminated, episode end), each with a leading axis
+    of ``capacity`` rows; ``episode_end`` is 1 where the row ends its episode."""
     cursor: jax.Array
     size: jax.Array
 
     @property
     def capacity(self) -> int:
-        return self.reward.shape[-1]
+        return self.rows.reward.shape[-1]
 
 
 def create_replay(obs_dim: int, action_dim: int, capacity: int, seeds: int | None = None) -> Replay:
@@ -113,12 +109,14 @@ def create_replay(obs_dim: int, action_dim: int, capacity: int, seeds: int | Non
         return jnp.zeros(lead + shape, jnp.float32)
 
     return Replay(
-        obs=zeros(capacity, obs_dim),
-        action=zeros(capacity, action_dim),
-        reward=zeros(capacity),
-        next_obs=zeros(capacity, obs_dim),
-        terminated=zeros(capacity),
-        episode_end=zeros(capacity),
+        rows=Transition(
+            obs=zeros(capacity, obs_dim),
+            action=zeros(capacity, action_dim),
+            reward=zeros(capacity),
+            next_obs=zeros(capacity, obs_dim),
+            terminated=zeros(capacity),
+            episode_end=zeros(capacity),
+        ),
         cursor=jnp.zeros(lead, jnp.int32),
         size=jnp.zeros(lead, jnp.int32),
     )
@@ -136,12 +134,14 @@ def insert(
     """The buffer with one transition written over its oldest row once full (pure)."""
     row = replay.cursor
     values = (obs, action, reward, next_obs, terminated, episode_end)
-    columns = {
-        name: getattr(replay, name).at[row].set(jnp.asarray(value, jnp.float32))
-        for name, value in zip(FIELDS, values, strict=True)
-    }
+    rows = Transition(
+        *(
+            column.at[row].set(jnp.asarray(value, jnp.float32))
+            for column, value in zip(replay.rows, values, strict=True)
+        )
+    )
     return replay.replace(
-        **columns,
+        rows=rows,
         cursor=(row + 1) % replay.capacity,
         size=jnp.minimum(replay.size + 1, replay.capacity),
     )
@@ -166,25 +166,26 @@ def sample(
     """
     if n_step < 1:
         raise ValueError(f"n_step must be >= 1, got {n_step}")
+    rows = replay.rows
     row_key, mix_key = jax.random.split(key)
     first = jax.random.randint(row_key, shape, 0, jnp.maximum(replay.size, 1))
-    last, reward = first, replay.reward[first]
+    last, reward = first, rows.reward[first]
     horizon = jnp.ones(shape, jnp.float32)
     going = jnp.ones(shape, bool)
     if n_step > 1 and n_step_fraction < 1:
         going = jax.random.uniform(mix_key, shape) < n_step_fraction
     for j in range(1, n_step):
         following = (last + 1) % replay.capacity
-        going &= (replay.episode_end[last] == 0) & (following != replay.cursor)
+        going &= (rows.episode_end[last] == 0) & (following != replay.cursor)
         last = jnp.where(going, following, last)
-        reward += jnp.where(going, discount**j * replay.reward[following], 0.0)
+        reward += jnp.where(going, discount**j * rows.reward[following], 0.0)
         horizon += going
     return Batch(
-        obs=replay.obs[first],
-        action=replay.action[first],
+        obs=rows.obs[first],
+        action=rows.action[first],
         reward=reward,
-        next_obs=replay.next_obs[last],
-        terminated=replay.terminated[last],
+        next_obs=rows.next_obs[last],
+        terminated=rows.terminated[last],
         horizon=horizon,
     )
 
@@ -195,7 +196,7 @@ def replay_state(replay: Replay) -> dict[str, np.ndarray]:
     order = np.arange(size)
     if size == replay.capacity:
         order = (order + cursor) % replay.capacity
-    return {name: np.asarray(getattr(replay, name))[order] for name in FIELDS}
+    return {name: np.asarray(getattr(replay.rows, name))[order] for name in FIELDS}
 
 
 def load_replay(replay: Replay, state: dict[str, np.ndarray]) -> Replay:
@@ -205,15 +206,17 @@ def load_replay(replay: Replay, state: dict[str, np.ndarray]) -> Replay:
     state = dict(state)
     if "episode_end" not in state:
         state["episode_end"] = inferred_episode_ends(state)
-    rows = min(len(state["reward"]), replay.capacity)
-    columns = {
-        name: getattr(replay, name).at[:rows].set(np.asarray(state[name][-rows:], np.float32))
-        for name in FIELDS
-    }
+    count = min(len(state["reward"]), replay.capacity)
+    rows = Transition(
+        *(
+            getattr(replay.rows, name).at[:count].set(np.asarray(state[name][-count:], np.float32))
+            for name in FIELDS
+        )
+    )
     return replay.replace(
-        **columns,
-        cursor=jnp.asarray(rows % replay.capacity, jnp.int32),
-        size=jnp.asarray(rows, jnp.int32),
+        rows=rows,
+        cursor=jnp.asarray(count % replay.capacity, jnp.int32),
+        size=jnp.asarray(count, jnp.int32),
     )
 
 
