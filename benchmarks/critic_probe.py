@@ -34,13 +34,10 @@ def probe(run_dir: Path, num_states: int) -> dict:
     config, agent, step, replay = restore_newest_with_replay(run_dir)
     if config.algo != "qsm":
         raise ValueError(f"{run_dir} is a {config.algo} run; the probe needs a qsm run")
-    action_dim = agent.action_dim
     replay_obs = replay["obs"]
     stride = max(1, len(replay_obs) // (8 * num_states))
     obs = jnp.asarray(replay_obs[::-stride][:num_states])
-    actions = sample_policy(
-        agent.config, action_dim, agent.actor_params, agent.schedule, obs, jax.random.PRNGKey(0)
-    )
+    actions = sample_policy(agent.chain(), obs, jax.random.PRNGKey(0))
     direction = actions / jnp.max(jnp.abs(actions), axis=1, keepdims=True)
 
     def min_q(a: jax.Array) -> jax.Array:

@@ -238,7 +238,7 @@ def breakdown(
     key, target = jax.random.PRNGKey(0), jnp.zeros(config.batch_size)
     parts = {
         "reverse chain (next actions)": (
-            lambda a, o, k: qsm.sample_policy(config, action_dim, a.actor_params, a.schedule, o, k),
+            lambda a, o, k: qsm.sample_policy(a.chain(), o, k),
             (agent, batch.next_obs, key),
         ),
         "TD target (chain + target critics)": (qsm.td_target, (agent, batch, key)),
@@ -253,7 +253,7 @@ def breakdown(
         "QSM actor loss gradient": (
             jax.grad(
                 lambda p, c: qsm.qsm_actor_loss(
-                    config, action_dim, p, c, agent.schedule, batch, key
+                    agent.chain().replace(actor_params=p, critic_params=c), batch, key
                 )[0]
             ),
             (agent.actor_params, agent.critic_params),

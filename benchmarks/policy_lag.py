@@ -61,13 +61,11 @@ def chain_samples(
     agent: QSMAgent, obs: jax.Array, key: jax.Array, num_samples: int, noiseless: bool = False
 ) -> jax.Array:
     """(B, num_samples, d) chain samples per state (``noiseless``: no noise injected)."""
-    config = agent.config
+    chain = agent.chain()
     if noiseless:
-        config = dataclasses.replace(config, sampling_temperature=0.0)
+        chain = chain.replace(config=dataclasses.replace(chain.config, sampling_temperature=0.0))
     repeated = jnp.repeat(obs, num_samples, axis=0)
-    actions = sample_policy(
-        config, agent.action_dim, agent.actor_params, agent.schedule, repeated, key
-    )
+    actions = sample_policy(chain, repeated, key)
     return actions.reshape(obs.shape[0], num_samples, agent.action_dim)
 
 

@@ -143,7 +143,7 @@ def test_per_step_denoiser_variant_samples_the_same_chain(monkeypatch, tiny_conf
     obs, key = jnp.ones((4, 5)), jax.random.PRNGKey(3)
 
     def chain():
-        return qsm.sample_policy(tiny_config, 2, agent.actor_params, agent.schedule, obs, key)
+        return qsm.sample_policy(agent.chain(), obs, key)
 
     split = chain()
     monkeypatch.setattr(qsm, "chain_denoiser", qsm.chain_denoiser)

@@ -30,15 +30,8 @@ def test_actor_loss_sends_no_gradient_into_the_critics(tiny_config):
     batch = random_batch(16)
 
     def loss(actor_params, critic_params):
-        return qsm_actor_loss(
-            tiny_config,
-            ACTION_DIM,
-            actor_params,
-            critic_params,
-            agent.schedule,
-            batch,
-            jax.random.PRNGKey(0),
-        )[0]
+        chain = agent.chain().replace(actor_params=actor_params, critic_params=critic_params)
+        return qsm_actor_loss(chain, batch, jax.random.PRNGKey(0))[0]
 
     actor_grads, critic_grads = jax.grad(loss, argnums=(0, 1))(
         agent.actor_params, agent.critic_params
@@ -119,7 +112,7 @@ def test_qsm_moves_actions_toward_the_argmax_of_a_fixed_quadratic_q(tiny_config,
 
     def distances(agent, key):
         """Mean distance of sampled actions to a*, and distance of their mean to a*."""
-        actions = sample_policy(config, ACTION_DIM, agent.actor_params, agent.schedule, obs, key)
+        actions = sample_policy(agent.chain(), obs, key)
         return (
             float(jnp.linalg.norm(actions - best, axis=-1).mean()),
             float(jnp.linalg.norm(actions.mean(0) - best)),

@@ -157,15 +157,8 @@ def test_actor_loss_sends_no_gradient_into_the_critics(config):
     batch = random_batch(16)
 
     def loss(actor_params, critic_params):
-        return actor_loss(
-            config,
-            ACTION_DIM,
-            actor_params,
-            critic_params,
-            jnp.float32(1.0),
-            batch.obs,
-            jax.random.PRNGKey(0),
-        )[0]
+        learner = agent.replace(actor_params=actor_params, critic_params=critic_params)
+        return actor_loss(learner, batch.obs, jax.random.PRNGKey(0))[0]
 
     actor_grads, critic_grads = jax.grad(loss, argnums=(0, 1))(
         agent.actor_params, agent.critic_params

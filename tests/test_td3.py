@@ -109,11 +109,11 @@ def test_actor_maximises_the_first_critic_only(config):
     agent = create_td3(config, OBS_DIM, ACTION_DIM, seed=0)
     critics = constant_critics(agent.critic_params, [5.0, 3.0])
     obs = random_batch(8).obs
-    loss, metrics = actor_loss(config, ACTION_DIM, agent.actor_params, critics, obs)
+    loss, metrics = actor_loss(agent.replace(critic_params=critics), obs)
     np.testing.assert_allclose(loss, -5.0, rtol=1e-6)  # Q_1, not min_j Q_j = 3
-    critic_grads = jax.grad(
-        lambda c: actor_loss(config, ACTION_DIM, agent.actor_params, c, obs)[0]
-    )(agent.critic_params)
+    critic_grads = jax.grad(lambda c: actor_loss(agent.replace(critic_params=c), obs)[0])(
+        agent.critic_params
+    )
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree_util.tree_leaves(critic_grads))
 
 

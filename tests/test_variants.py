@@ -97,12 +97,9 @@ def test_best_of_n_picks_the_highest_q_sample(tiny_config):
     agent = create_qsm(tiny_config, OBS_DIM, ACTION_DIM, seed=0)
     obs = jnp.asarray(np.random.default_rng(4).normal(size=(3, OBS_DIM)), jnp.float32)
     key, n = jax.random.PRNGKey(5), 6
-    args = (tiny_config, ACTION_DIM, agent.actor_params, agent.critic_params, agent.schedule)
-    chosen = best_of_n(*args, obs, key, n)
+    chosen = best_of_n(agent.chain(), obs, key, n)
     repeated = jnp.repeat(obs, n, axis=0)
-    candidates = sample_policy(
-        tiny_config, ACTION_DIM, agent.actor_params, agent.schedule, repeated, key
-    )
+    candidates = sample_policy(agent.chain(), repeated, key)
     q = q_values(tiny_config, agent.critic_params, repeated, candidates).min(0).reshape(3, n)
     expected = candidates.reshape(3, n, ACTION_DIM)[np.arange(3), np.argmax(q, axis=1)]
     np.testing.assert_allclose(chosen, expected, rtol=1e-6)
@@ -112,9 +109,7 @@ def _noised_next_actions(agent, next_obs, key):
     """The next actions a' of td_target, rebuilt: chain samples plus clipped target noise."""
     config = agent.config
     chain_key, noise_key = jax.random.split(key)
-    actions = sample_policy(
-        config, ACTION_DIM, agent.actor_params, agent.schedule, next_obs, chain_key
-    )
+    actions = sample_policy(agent.chain(), next_obs, chain_key)
     noise = jnp.clip(
         config.target_noise * jax.random.normal(noise_key, actions.shape),
         -config.target_noise_clip,
@@ -319,10 +314,7 @@ def test_clean_q_scores_are_taken_before_noising_and_scaled_per_level(tiny_confi
     monkeypatch.setattr(qsm, "q_score", spy)
     for where in ("noisy", "clean"):
         config = dataclasses.replace(tiny_config, q_score_at=where)
-        qsm.qsm_actor_loss(
-            config, ACTION_DIM, agent.actor_params, agent.critic_params, agent.schedule,
-            batch, jax.random.PRNGKey(0),
-        )  # fmt: skip
+        qsm.qsm_actor_loss(agent.chain().replace(config=config), batch, jax.random.PRNGKey(0))
         at_replay = np.array_equal(seen[-1], batch.action)
         assert at_replay == (where == "clean")
     g = np.random.default_rng(1).normal(size=(8, ACTION_DIM)).astype(np.float32)

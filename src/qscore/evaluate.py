@@ -19,6 +19,7 @@ def run_episodes(
     seed: int,
     key: jax.Array,
     frames: list[np.ndarray] | None = None,
+    *,
     render_episodes: int = 1,
     trajectories: list[Trajectory] | None = None,
 ) -> np.ndarray:
@@ -38,9 +39,9 @@ def run_episodes(
         episodes,
         [seed],
         np.asarray(key)[None],
-        frames,
-        render_episodes,
-        None if trajectories is None else [trajectories],
+        frames=frames,
+        render_episodes=render_episodes,
+        trajectories=None if trajectories is None else [trajectories],
     )
     return returns[0]
 
@@ -51,6 +52,7 @@ def run_episodes_seeds(
     episodes: int,
     seeds: list[int],
     keys: np.ndarray,
+    *,
     frames: list[np.ndarray] | None = None,
     render_episodes: int = 1,
     trajectories: list[list[Trajectory]] | None = None,

@@ -84,37 +84,56 @@ class QSMAgent(struct.PyTreeNode):
     config: QSMConfig = struct.field(pytree_node=False)
     action_dim: int = struct.field(pytree_node=False)
 
+    def chain(self) -> ChainPolicy:
+        """pi_theta with this agent's theta, noise schedule and online critics phi."""
+        return ChainPolicy(
+            actor_params=self.actor_params,
+            schedule=self.schedule,
+            critic_params=self.critic_params,
+            config=self.config,
+            action_dim=self.action_dim,
+        )
+
     def policy(self, obs: jax.Array, key: jax.Array, explore: bool) -> tuple[jax.Array, jax.Array]:
         """One action for one observation, and the key to use next time (pure; vmappable).
 
         ``explore`` adds the exploration noise; otherwise it is one sample of the chain.
         """
-        return self._select(obs, key, explore, tables=None)
+        return _select_action(self.chain(), obs, key, explore)
 
     def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
         """:meth:`policy` for a host observation, returning a NumPy action. To act many
         times with fixed parameters, :meth:`frozen` computes the terms that depend on theta
         alone once."""
-        action, next_key = self._select(obs, key, explore, tables=None)
+        action, next_key = _select_action(self.chain(), obs, key, explore)
         return np.asarray(action), next_key
 
     def frozen(self) -> FrozenQSMPolicy:
         """This agent's policy for acting many times (evaluation, deployment)."""
         tables = _policy_tables(self.config, self.action_dim, self.actor_params)
-        return FrozenQSMPolicy(self, tables)
+        return FrozenQSMPolicy(self.chain().replace(tables=tables))
 
-    def _select(self, obs: jax.Array, key: jax.Array, explore: bool, tables: Any) -> tuple:
-        return _select_action(
-            self.config,
-            self.action_dim,
-            self.actor_params,
-            tables,
-            self.critic_params,
-            self.schedule,
-            obs,
-            key,
-            explore,
-        )
+
+class ChainPolicy(struct.PyTreeNode):
+    """pi_theta(a | s): the reverse diffusion chain of the denoiser eps_theta under a noise
+    schedule (alpha_bar_k, k < T), with what the helpers that sample or train it need.
+
+    Immutable; its config and action size are static, so it passes through ``jax.jit``
+    like the agent. Build it with :meth:`QSMAgent.chain`; to differentiate in theta, pass
+    ``chain.replace(actor_params=theta)`` (everything else is held fixed).
+    """
+
+    actor_params: Params
+    """theta: parameters of the denoiser eps_theta."""
+    schedule: Schedule
+    config: QSMConfig = struct.field(pytree_node=False)
+    action_dim: int = struct.field(pytree_node=False)
+    critic_params: Params | None = None
+    """phi_1..phi_N: the critics that pick the best of N samples (:func:`best_of_n`) and
+    give the Q-score of :func:`qsm_actor_loss` (the online or the target critics)."""
+    tables: DenoiserTables | None = None
+    """The terms of eps_theta that depend on theta alone
+    (:func:`qscore.networks.denoiser_tables`), or None to compute them with each chain."""
 
 
 @dataclass(frozen=True)
@@ -123,11 +142,11 @@ class FrozenQSMPolicy:
     alone (:func:`qscore.networks.denoiser_tables`) computed once, so that each action
     costs only the chain's work on the observation; the same actions as the agent's."""
 
-    agent: QSMAgent
-    tables: DenoiserTables
+    chain: ChainPolicy
+    """The agent's chain, with its ``tables``."""
 
     def act(self, obs: np.ndarray, key: jax.Array, explore: bool) -> tuple[np.ndarray, jax.Array]:
-        action, next_key = self.agent._select(obs, key, explore, self.tables)
+        action, next_key = _select_action(self.chain, obs, key, explore)
         return np.asarray(action), next_key
 
     def frozen(self) -> FrozenQSMPolicy:
@@ -185,25 +204,22 @@ def create_qsm(config: QSMConfig, obs_dim: int, action_dim: int, seed: int) -> Q
     )
 
 
-def sample_policy(
-    config: QSMConfig,
-    action_dim: int,
-    actor_params: Params,
-    schedule: Schedule,
-    obs: jax.Array,
-    key: jax.Array,
-    tables: DenoiserTables | None = None,
-) -> jax.Array:
+def sample_policy(chain: ChainPolicy, obs: jax.Array, key: jax.Array) -> jax.Array:
     """Actions a_0 ~ pi_theta(. | s) for a batch of observations, by the full reverse chain
-    (``tables``: the denoiser tables of ``actor_params``, computed here when not given)."""
+    (with ``chain.tables`` when given, else computing them from theta)."""
+    config = chain.config
     denoise = chain_denoiser(
-        score_net(config, action_dim), actor_params, obs, config.num_diffusion_steps, tables
+        score_net(config, chain.action_dim),
+        chain.actor_params,
+        obs,
+        config.num_diffusion_steps,
+        chain.tables,
     )
     return sample_chain(
         denoise,
-        schedule,
+        chain.schedule,
         key,
-        (obs.shape[0], action_dim),
+        (obs.shape[0], chain.action_dim),
         config.sampling_temperature,
         config.clip_sampler,
     )
@@ -214,56 +230,33 @@ def _policy_tables(config: QSMConfig, action_dim: int, actor_params: Params) -> 
     return denoiser_tables(score_net(config, action_dim), actor_params, config.num_diffusion_steps)
 
 
-def best_of_n(
-    config: QSMConfig,
-    action_dim: int,
-    actor_params: Params,
-    critic_params: Params,
-    schedule: Schedule,
-    obs: jax.Array,
-    key: jax.Array,
-    num_samples: int,
-    tables: DenoiserTables | None = None,
-) -> jax.Array:
+def best_of_n(chain: ChainPolicy, obs: jax.Array, key: jax.Array, num_samples: int) -> jax.Array:
     """For each observation (rows of ``obs``), the chain sample with the highest
-    min_j Q_phi_j among ``num_samples`` (one plain sample when ``num_samples`` is 1)."""
+    min_j Q_phi_j (phi: ``chain.critic_params``) among ``num_samples`` (one plain sample
+    when ``num_samples`` is 1)."""
     if num_samples == 1:
-        return sample_policy(config, action_dim, actor_params, schedule, obs, key, tables)
+        return sample_policy(chain, obs, key)
     batch = obs.shape[0]
     repeated = jnp.repeat(obs, num_samples, axis=0)
-    candidates = sample_policy(config, action_dim, actor_params, schedule, repeated, key, tables)
-    q = q_values(config, critic_params, repeated, candidates).min(axis=0)
+    candidates = sample_policy(chain, repeated, key)
+    q = q_values(chain.config, chain.critic_params, repeated, candidates).min(axis=0)
     best = jnp.argmax(q.reshape(batch, num_samples), axis=1)
-    candidates = candidates.reshape(batch, num_samples, action_dim)
+    candidates = candidates.reshape(batch, num_samples, chain.action_dim)
     return jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
 
 
-@partial(jax.jit, static_argnames=("config", "action_dim", "explore"))
+@partial(jax.jit, static_argnames=("explore",))
 def _select_action(
-    config: QSMConfig,
-    action_dim: int,
-    actor_params: Params,
-    tables: DenoiserTables | None,
-    critic_params: Params,
-    schedule: Schedule,
-    obs: jax.Array,
-    key: jax.Array,
-    explore: bool,
+    chain: ChainPolicy, obs: jax.Array, key: jax.Array, explore: bool
 ) -> tuple[jax.Array, jax.Array]:
+    """One action for one observation (the best of ``best_of_n_explore`` or
+    ``best_of_n_eval`` chain samples, plus exploration noise when ``explore``), and the
+    next key."""
+    config = chain.config
     next_key, chain_key, noise_key = jax.random.split(key, 3)
     obs = jnp.asarray(obs, jnp.float32)[None]
     num_samples = config.best_of_n_explore if explore else config.best_of_n_eval
-    action = best_of_n(
-        config,
-        action_dim,
-        actor_params,
-        critic_params,
-        schedule,
-        obs,
-        chain_key,
-        num_samples,
-        tables,
-    )[0]
+    action = best_of_n(chain, obs, chain_key, num_samples)[0]
     if explore:
         noise = config.exploration_noise * jax.random.normal(noise_key, action.shape)
         action = jnp.clip(action + noise, -1.0, 1.0)
@@ -289,9 +282,7 @@ def td_target(agent: QSMAgent, batch: Batch, key: jax.Array) -> jax.Array:
     num_samples = config.best_of_n_target
     chain_key, noise_key = jax.random.split(key)
     next_obs = jnp.repeat(batch.next_obs, num_samples, axis=0)
-    next_action = sample_policy(
-        config, agent.action_dim, agent.actor_params, agent.schedule, next_obs, chain_key
-    )
+    next_action = sample_policy(agent.chain(), next_obs, chain_key)
     noise = config.target_noise * jax.random.normal(noise_key, next_action.shape)
     noise = jnp.clip(noise, -config.target_noise_clip, config.target_noise_clip)
     next_action = jnp.clip(next_action + noise, -1.0, 1.0)
@@ -341,14 +332,7 @@ def q_score_target(
 
 
 def qsm_actor_loss(
-    config: QSMConfig,
-    action_dim: int,
-    actor_params: Params,
-    critic_params: Params,
-    schedule: Schedule,
-    batch: Batch,
-    key: jax.Array,
-    temperature: jax.Array | None = None,
+    chain: ChainPolicy, batch: Batch, key: jax.Array, temperature: jax.Array | None = None
 ) -> tuple[jax.Array, Metrics]:
     """The QSM loss: mean_batch || eps_theta(s, a_k, k) - eps*(g(s, a_k)) ||^2.
 
@@ -356,8 +340,10 @@ def qsm_actor_loss(
     (stop-gradient), so only theta receives gradient; eps* is :func:`q_score_target`
     (-alpha g in the paper; ``temperature`` is lambda of the normalized targets), plus the
     noise prediction of uniform actions at a_k with ``action_prior`` = ``uniform``.
-    ``critic_params`` are the online or the target critics.
+    theta is ``chain.actor_params`` (differentiate through ``chain.replace(actor_params=...)``);
+    phi is ``chain.critic_params``, the online or the target critics.
     """
+    config, schedule = chain.config, chain.schedule
     step_key, noise_key = jax.random.split(key)
     batch_size = batch.action.shape[0]
     steps = jax.random.randint(step_key, (batch_size, 1), 0, config.num_diffusion_steps)
@@ -368,15 +354,15 @@ def qsm_actor_loss(
     clean = config.q_score_at == "clean"
     scored_action = batch.action if clean else noisy_action
     if config.q_score_weight > 0:
-        g = jax.lax.stop_gradient(q_score(config, critic_params, batch.obs, scored_action))
+        g = jax.lax.stop_gradient(q_score(config, chain.critic_params, batch.obs, scored_action))
     else:  # diffusion BC: the target is the noise alone, the critics are not asked
         g = jnp.zeros_like(scored_action)
     level_scale = 1.0 / jnp.sqrt(alpha_bar) if clean else 1.0
     target_eps = q_score_target(config, g, sigma, noise, temperature, level_scale)
     if config.action_prior == "uniform":
         target_eps = target_eps + uniform_prior_eps(noisy_action, alpha_bar)
-    eps = score_net(config, action_dim).apply(
-        {"params": actor_params}, batch.obs, noisy_action, steps
+    eps = score_net(config, chain.action_dim).apply(
+        {"params": chain.actor_params}, batch.obs, noisy_action, steps
     )
     loss = ((eps - target_eps) ** 2).sum(axis=-1).mean()
     cosine = -(eps * g).sum(-1) / (
@@ -396,26 +382,16 @@ def update_actor(agent: QSMAgent, batch: Batch, key: jax.Array) -> tuple[QSMAgen
     at fresh chain samples under ``q_score_actions`` = ``policy``)."""
     config = agent.config
 
-    critic_params = (
-        agent.target_critic_params if config.q_score_from_target_critics else agent.critic_params
-    )
+    chain = agent.chain()
+    if config.q_score_from_target_critics:
+        chain = chain.replace(critic_params=agent.target_critic_params)
     if config.q_score_actions == "policy":  # drawn outside loss_fn: no gradient through the chain
         key, chain_key = jax.random.split(key)
-        actions = sample_policy(
-            config, agent.action_dim, agent.actor_params, agent.schedule, batch.obs, chain_key
-        )
-        batch = batch._replace(action=actions)
+        batch = batch._replace(action=sample_policy(chain, batch.obs, chain_key))
 
     def loss_fn(actor_params: Params) -> tuple[jax.Array, Metrics]:
         return qsm_actor_loss(
-            config,
-            agent.action_dim,
-            actor_params,
-            critic_params,
-            agent.schedule,
-            batch,
-            key,
-            agent.temperature,
+            chain.replace(actor_params=actor_params), batch, key, agent.temperature
         )
 
     params, opt_state, metrics, grad_norm = gradient_step(
@@ -438,9 +414,7 @@ def chain_samples_per_state(
     """``num_samples`` chain samples (no exploration noise) for each state of ``obs``
     (B, obs_dim), as an array (B, num_samples, action_dim)."""
     repeated = jnp.repeat(obs, num_samples, axis=0)
-    actions = sample_policy(
-        agent.config, agent.action_dim, agent.actor_params, agent.schedule, repeated, key
-    )
+    actions = sample_policy(agent.chain(), repeated, key)
     return actions.reshape(obs.shape[0], num_samples, agent.action_dim)
 
 

@@ -222,23 +222,22 @@ def update_critic(agent: SACAgent, batch: Batch, key: jax.Array) -> tuple[SACAge
 
 
 def actor_loss(
-    config: SACConfig,
-    action_dim: int,
-    actor_params: Params,
-    critic_params: Params,
-    temperature: jax.Array,
-    obs: jax.Array,
-    key: jax.Array,
+    agent: SACAgent, obs: jax.Array, key: jax.Array
 ) -> tuple[jax.Array, tuple[Metrics, jax.Array]]:
-    """mean(alpha log pi(a~ | s) - min_j Q_j(s, a~)), a~ reparameterised from pi(. | s).
+    """mean(alpha log pi_theta(a~ | s) - min_j Q_phi_j(s, a~)), a~ reparameterised from
+    pi_theta(. | s), alpha = exp(log_alpha).
 
-    The critics and alpha are held fixed. The auxiliary output is the metrics and the
-    per-row log pi(a~ | s), which the temperature step reuses.
+    theta is ``agent.actor_params`` (differentiate through
+    ``agent.replace(actor_params=...)``); the critics phi and alpha are held fixed. The
+    auxiliary output is the metrics and the per-row log pi(a~ | s), which the temperature
+    step reuses.
     """
-    action, log_prob = sample_policy(config, action_dim, actor_params, obs, key)
-    critic_params = jax.lax.stop_gradient(critic_params)
+    config = agent.config
+    action, log_prob = sample_policy(config, agent.action_dim, agent.actor_params, obs, key)
+    critic_params = jax.lax.stop_gradient(agent.critic_params)
     q = q_values(config, critic_params, obs, action).min(axis=0)
-    loss = (jax.lax.stop_gradient(temperature) * log_prob - q).mean()
+    temperature = jax.lax.stop_gradient(jnp.exp(agent.log_temperature))
+    loss = (temperature * log_prob - q).mean()
     return loss, ({"actor_loss": loss, "entropy": -log_prob.mean()}, log_prob)
 
 
@@ -247,18 +246,9 @@ def update_actor(
 ) -> tuple[SACAgent, Metrics, jax.Array]:
     """One Adam step of the policy; also returns log pi of the actions it sampled."""
     config = agent.config
-    temperature = jnp.exp(agent.log_temperature)
 
     def loss_fn(actor_params: Params) -> tuple[jax.Array, tuple[Metrics, jax.Array]]:
-        return actor_loss(
-            config,
-            agent.action_dim,
-            actor_params,
-            agent.critic_params,
-            temperature,
-            batch.obs,
-            key,
-        )
+        return actor_loss(agent.replace(actor_params=actor_params), batch.obs, key)
 
     params, opt_state, (metrics, log_prob), grad_norm = gradient_step(
         loss_fn, actor_optimizer(config), agent.actor_params, agent.actor_opt_state

@@ -179,12 +179,13 @@ def update_critic(agent: TD3Agent, batch: Batch, key: jax.Array) -> tuple[TD3Age
     return critic_step(agent, batch, td_target(agent, batch, key))
 
 
-def actor_loss(
-    config: TD3Config, action_dim: int, actor_params: Params, critic_params: Params, obs: jax.Array
-) -> tuple[jax.Array, Metrics]:
-    """-mean_batch Q_1(s, pi(s)): the deterministic policy gradient through the first critic."""
-    action = deterministic_action(config, action_dim, actor_params, obs)
-    q_first = q_values(config, jax.lax.stop_gradient(critic_params), obs, action)[0]
+def actor_loss(agent: TD3Agent, obs: jax.Array) -> tuple[jax.Array, Metrics]:
+    """-mean_batch Q_phi_1(s, pi_theta(s)): the deterministic policy gradient through the
+    first critic. theta is ``agent.actor_params`` (differentiate through
+    ``agent.replace(actor_params=...)``); the critics are held fixed."""
+    config = agent.config
+    action = deterministic_action(config, agent.action_dim, agent.actor_params, obs)
+    q_first = q_values(config, jax.lax.stop_gradient(agent.critic_params), obs, action)[0]
     loss = -q_first.mean()
     return loss, {"actor_loss": loss}
 
@@ -194,7 +195,7 @@ def update_actor_and_targets(agent: TD3Agent, batch: Batch) -> TD3Agent:
     config = agent.config
 
     def loss_fn(actor_params: Params) -> tuple[jax.Array, Metrics]:
-        return actor_loss(config, agent.action_dim, actor_params, agent.critic_params, batch.obs)
+        return actor_loss(agent.replace(actor_params=actor_params), batch.obs)
 
     params, opt_state, metrics, _ = gradient_step(
         loss_fn, actor_optimizer(config), agent.actor_params, agent.actor_opt_state
