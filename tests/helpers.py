@@ -66,3 +66,16 @@ def check_seeds_vmap(create, update_fn, config) -> None:
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
             action, _ = alone.act(obs[i], keys[i], explore)
             np.testing.assert_allclose(actions[i], action, rtol=1e-5, atol=1e-6)
+
+
+def write_saved_config(run_dir, config) -> None:
+    """config.json as a run with ``config`` writes it (this environment's package versions),
+    without training: for tests of what is read from it."""
+    import json
+    from pathlib import Path
+
+    from qscore.rundir import CONFIG_FILE, package_versions
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    saved = {**config.to_dict(), "versions": package_versions()}
+    (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(saved))

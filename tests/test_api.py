@@ -76,3 +76,27 @@ def test_policy_options_change_the_qsm_chain():
     assert picky(obs).shape == (3, 1)
     with pytest.raises(ConfigError):
         policy.with_options(best_of_n_eval=0)
+
+
+def test_evaluate_run_gives_the_returns_qscore_eval_prints(tmp_path, capsys):
+    from qscore.cli import main
+    from qscore.errors import RunDirError
+
+    run = tmp_path / "run"
+    qscore.train(qscore.make_config("qsm", "fast", "Pendulum-v1", **TINY, **TINY_TRAIN), run)
+    result = qscore.evaluate_run(run, episodes=2, seed=3, best_of_n=2)
+    assert (result.algo, result.env_id, result.step) == ("qsm", "Pendulum-v1", 150)
+    assert result.returns.shape == (2,) and (result.best_of_n, result.runtime) == (2, "jax")
+    assert result.video is None and result.video_frames == 0
+    assert main(["eval", str(run), "--episodes", "2", "--seed", "3", "--best-of-n", "2"]) == 0
+    printed = capsys.readouterr().out
+    mean, std = result.returns.mean(), result.returns.std()
+    assert f"return {mean:.2f} +- {std:.2f} over 2 episodes (best of 2 samples by Q)" in printed
+    again = qscore.evaluate_run(run, episodes=2, seed=3, best_of_n=2)
+    np.testing.assert_array_equal(again.returns, result.returns)
+    with pytest.raises(ConfigError, match="--episodes must be >= 1"):
+        qscore.evaluate_run(run, episodes=0)
+    with pytest.raises(ConfigError, match="best_of_n_eval must be >= 1"):
+        qscore.evaluate_run(run, best_of_n=0)
+    with pytest.raises(RunDirError, match="not a run directory"):
+        qscore.evaluate_run(tmp_path / "nothing")

@@ -240,3 +240,24 @@ def test_train_help_shows_the_values_of_the_preset_the_run_uses(capsys, preset_f
     help_text = " ".join(capsys.readouterr().out.split())
     n_step_help = help_text.rsplit("--n-step N_STEP", 1)[1].split("--n-step-fraction", 1)[0]
     assert n_step_help.strip().startswith("[n] TD targets") and shown in n_step_help
+
+
+def test_resume_takes_the_flags_and_shows_the_preset_of_the_resumed_run(capsys, tmp_path):
+    from qscore.config import make_config
+
+    from .helpers import write_saved_config
+
+    run = tmp_path / "run"
+    write_saved_config(run, make_config("robust", algo="sac"))
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(run), "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--init-temperature" in help_text and "--q-score-scale" not in help_text
+    n_step_help = help_text.rsplit("--n-step N_STEP", 1)[1].split("--n-step-fraction", 1)[0]
+    assert "(robust: 3)" in n_step_help
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", str(run), "--q-score-scale", "5"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --q-score-scale 5" in capsys.readouterr().err
+    code, err = _error_of(capsys, ["train", "--resume", str(run), "--init-temperature", "0.5"])
+    assert code == 2 and "init_temperature is 1.0 in the run, 0.5 given" in err

@@ -136,3 +136,9 @@ def test_rendering_a_pygame_task_without_pygame_is_refused_before_the_rollout(mo
     with pytest.raises(EnvError, match=r"pygame, which is not installed \(pip install pygame\)"):
         make_env("Pendulum-v1", render_mode="rgb_array")
     make_env("Pendulum-v1")  # without rendering it needs no pygame
+
+
+def test_trainable_env_ids_without_the_check_are_the_available_ones():
+    from qscore.envs import available_env_ids, trainable_env_ids
+
+    assert list(trainable_env_ids(check=False)) == available_env_ids()

@@ -177,3 +177,19 @@ def test_eval_refuses_a_file_of_another_algorithm(baseline_runs, tmp_path, capsy
     assert main(["eval", str(baseline_runs / "sac"), "--policy", onnx_file]) == 2
     err = capsys.readouterr().err
     assert "holds a td3 policy; the run is sac" in err and err.count("\n") == 1
+
+
+def test_export_run_refuses_options_of_another_algorithm_before_loading(tmp_path):
+    from qscore.export import export_run
+
+    from .helpers import write_saved_config
+
+    run, out = tmp_path / "run", tmp_path / "td3.onnx"
+    write_saved_config(run, make_config("fast", algo="td3"))  # no checkpoint
+    with pytest.raises(ConfigError, match=f"--best-of-n needs a qsm run; {run} is td3"):
+        export_run(run, out, best_of_n=2)
+    with pytest.raises(ConfigError, match="--stochastic needs a sac run; .* is td3, whose"):
+        export_run(run, out, stochastic=True)
+    with pytest.raises(FileNotFoundError, match="has no checkpoint"):
+        export_run(run, out)
+    assert not out.exists()

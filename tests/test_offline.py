@@ -90,6 +90,20 @@ def test_a_runs_replay_becomes_a_dataset_of_its_own_transitions(tmp_path, pendul
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before
 
 
+def test_dataset_from_run_writes_the_collected_episodes(tmp_path, pendulum_run):
+    out = tmp_path / "collected.npz"
+    train, val, trajectories = datasets.dataset_from_run(
+        pendulum_run, out, episodes=3, seed=5, noise=0.3, val_fraction=0.3, progress=False
+    )
+    assert (train, val) == (out, datasets.val_path(out))
+    expected = datasets.collect_from_run(pendulum_run, 3, seed=5, noise=0.3, progress=False)
+    written = datasets.read_arrays(train)
+    np.testing.assert_array_equal(written["actions"], datasets.to_arrays(expected[:2])["actions"])
+    assert [len(t) for t in trajectories] == [len(t) for t in expected]
+    with pytest.raises(datasets.DatasetError, match="exists; pass --overwrite"):
+        datasets.dataset_from_run(pendulum_run, out, episodes=3, progress=False)
+
+
 def test_oracle_data_loads_through_ogbench_with_relabelled_single_task_rewards(tmp_path):
     name = "cube-single-play-v0"
     flags = ["--episodes", "2", "--episode-steps", "60", "--no-progress"]

@@ -14,6 +14,7 @@ pytest.importorskip("rliable")
 
 from qscore import table as table_module  # noqa: E402
 from qscore.cli import main  # noqa: E402
+from qscore.errors import ConfigError  # noqa: E402
 from qscore.normalizers import NORMALIZERS, normalized  # noqa: E402
 from qscore.plot import bootstrap_band, common_grid, plot_curves  # noqa: E402
 from qscore.results import Curve, load_curves  # noqa: E402
@@ -384,3 +385,11 @@ def test_cli_without_viz_extra(tmp_path, capsys, monkeypatch, command, module):
     run = write_run(tmp_path / "run", "qsm", "Hopper-v4", 0, [(0, 1.0)])
     assert main([command, str(run), "--out", str(tmp_path / "o")]) == 2
     assert 'pip install "qscore[viz]"' in capsys.readouterr().err
+
+
+def test_load_curves_keeps_the_labels_asked_for(tmp_path):
+    sweep = grid_sweep(tmp_path)
+    assert {c.label for c in load_curves([sweep], labels=["sac"])} == {"sac"}
+    assert len(load_curves([sweep], labels=["qsm", "sac"])) == len(load_curves([sweep]))
+    with pytest.raises(ConfigError, match="no runs labelled td3$"):
+        load_curves([sweep], labels=["qsm", "td3"])

@@ -18,12 +18,13 @@ from flax import serialization
 from qscore.agents.qsm import create_qsm, update
 from qscore.checkpoint import AGENT_FILE, agent_from_bytes, latest_checkpoint, list_checkpoints
 from qscore.cli import main
-from qscore.config import make_config
+from qscore.config import ConfigError, make_config
 from qscore.logs import read_csv
+from qscore.rundir import read_config, resumed_config
 from qscore.training import TrainingDiverged, resume, train
 
 from .conftest import TINY
-from .helpers import ACTION_DIM, OBS_DIM, leaves_equal, random_batches
+from .helpers import ACTION_DIM, OBS_DIM, leaves_equal, random_batches, write_saved_config
 
 TINY_FLAGS = [
     "--preset", "fast", "--actor-hidden", "32,32", "--critic-hidden", "32,32",
@@ -196,6 +197,33 @@ def test_resume_refuses_a_different_config_or_package_version(capsys, tmp_path):
     (run / "config.json").write_text(json.dumps(saved))
     code, err = _cli_error(capsys, ["train", "--resume", str(run), "--steps", "300"])
     assert code == 2 and "it ran with jax 0.0.1" in err
+
+
+def test_resumed_config_refuses_a_changed_field_preset_algo_or_version(tmp_path):
+    run = tmp_path / "run"
+    config = _config(150)
+    write_saved_config(run, config)
+    assert resumed_config(run) == config
+    same = {"q_score_scale": config.agent.q_score_scale, "actor_hidden": [32, 32]}
+    extended = resumed_config(run, {**same, "total_steps": 300, "seed": 9}, "fast", "qsm")
+    assert extended.train == dataclasses.replace(config.train, total_steps=300)  # seed kept
+    assert extended.agent == config.agent
+    refusals = [
+        ({"overrides": {"q_score_scale": 7.0}}, "q_score_scale is 50.0 in the run, 7.0 given"),
+        ({"overrides": {"utd": 3}}, "with a different config: utd is"),
+        ({"preset": "paper"}, "with preset 'paper': it ran 'fast'"),
+        ({"algo": "sac"}, "with algo 'sac': it ran 'qsm'"),
+        ({"overrides": {"alpha": 0.1}}, "unknown qsm or training field(s): alpha"),
+    ]
+    for given, message in refusals:
+        with pytest.raises(ConfigError) as error:
+            resumed_config(run, **given)
+        assert message in str(error.value) and str(run) in str(error.value)
+    saved = read_config(run)
+    saved["versions"]["numpy"] = "0.0.1"
+    (run / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="it ran with numpy 0.0.1, this environment has"):
+        resumed_config(run, {"total_steps": 300})
 
 
 def test_resume_of_a_finished_run_needs_more_steps(capsys, tmp_path):

@@ -177,8 +177,8 @@ def _env_factory(env: Any) -> Any:
 
 def _newest_policy(config: RunConfig, run_dir: Path, factory: Any) -> Policy:
     """The policy of ``run_dir``'s newest checkpoint, with the task's action bounds."""
-    from qscore.checkpoint import latest_checkpoint, restore_agent
-    from qscore.envs import make_env, original_action_bounds, space_dims, wrap_env
+    from qscore.checkpoint import latest_checkpoint
+    from qscore.envs import make_env, wrap_env
 
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
@@ -188,7 +188,120 @@ def _newest_policy(config: RunConfig, run_dir: Path, factory: Any) -> Policy:
         env = make_env(tc.env_id, action_repeat=tc.action_repeat)
     else:
         env = wrap_env(factory(), tc.env_id, action_repeat=tc.action_repeat)
-    dims, (low, high) = space_dims(env), original_action_bounds(env)
+    policy, _ = _restored_policy(config, checkpoint, env)
     env.close()
-    agent, _ = restore_agent(config, *dims, checkpoint)
-    return Policy(agent, low, high, dims[0])
+    return policy
+
+
+def _restored_policy(config: RunConfig, checkpoint: Path, env: gym.Env) -> tuple[Policy, int]:
+    """The policy saved in ``checkpoint`` for ``env``'s task, and the checkpoint's step."""
+    from qscore.checkpoint import restore_agent
+    from qscore.envs import original_action_bounds, space_dims
+
+    dims, (low, high) = space_dims(env), original_action_bounds(env)
+    agent, step = restore_agent(config, *dims, checkpoint)
+    return Policy(agent, low, high, dims[0]), step
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What :func:`evaluate_run` returns."""
+
+    algo: str
+    env_id: str
+    step: int
+    """The training step of the checkpoint evaluated."""
+    returns: np.ndarray
+    """One return per episode; episode i starts from ``env.reset(seed=seed + i)``."""
+    best_of_n: int
+    """Chain samples the action was picked from by Q (QSM; 1 for one sample, SAC and TD3)."""
+    runtime: str
+    """``"jax"``, or ``"onnxruntime"`` for a policy file."""
+    sampled: bool
+    """The policy file holds SAC's sampled policy, so actions were drawn from it."""
+    video: Path | None = None
+    """The video of the first episode, if one was written."""
+    video_frames: int = 0
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    episodes: int = 10,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    video: str | Path | None = None,
+    best_of_n: int | None = None,
+    policy_file: str | Path | None = None,
+) -> EvalResult:
+    """Evaluation episodes of a single-seed run's ``checkpoint`` (default: its newest) on the
+    run's task, as ``qscore eval`` runs them: no exploration noise, one JAX key from
+    ``seed``. ``best_of_n`` (QSM only) overrides the run's ``best_of_n_eval``; ``video``
+    names an .mp4 file for the first episode; ``policy_file`` is an ONNX file from
+    :func:`qscore.export.export_onnx`, then run by onnxruntime instead of JAX."""
+    from qscore.checkpoint import latest_checkpoint
+    from qscore.envs import make_env
+    from qscore.evaluate import run_episodes
+
+    run_dir = Path(run_dir)
+    config = _eval_config(run_dir, episodes, best_of_n)
+    tc = config.train
+    render_mode = "rgb_array" if video else None
+    env = make_env(tc.env_id, render_mode=render_mode, action_repeat=tc.action_repeat)
+    checkpoint = checkpoint or latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint")
+    policy, step = _restored_policy(config, Path(checkpoint), env)
+    agent: Any = policy.agent
+    runtime, sampled, samples = "jax", False, getattr(config.agent, "best_of_n_eval", 1)
+    if policy_file is not None:
+        agent = _onnx_agent(Path(policy_file), policy, best_of_n)
+        runtime, sampled, samples = "onnxruntime", agent.sampled, agent.samples
+    frames: list[np.ndarray] | None = [] if video else None
+    returns = run_episodes(agent, env, episodes, seed, jax.random.PRNGKey(seed), frames)
+    if video:
+        _write_video(Path(video), frames, env.metadata.get("render_fps", 30))
+    env.close()
+    return EvalResult(
+        config.algo, tc.env_id, step, returns, samples, runtime, sampled,
+        Path(video) if video else None, len(frames or []),
+    )  # fmt: skip
+
+
+def _eval_config(run_dir: Path, episodes: int, best_of_n: int | None) -> RunConfig:
+    """The run's config for :func:`evaluate_run`, with ``best_of_n`` if given; the arguments
+    are checked before any env or agent is made."""
+    from qscore.rundir import RunDirError, read_config, run_seeds
+
+    if episodes < 1:
+        raise ConfigError("--episodes must be >= 1")
+    if run_seeds(run_dir):
+        raise RunDirError(f"{run_dir} holds several seeds; evaluate one, e.g. its seed_S/")
+    config = RunConfig.from_dict(read_config(run_dir))
+    if best_of_n is None:
+        return config
+    if not hasattr(config.agent, "best_of_n_eval"):
+        raise ConfigError(f"--best-of-n needs a qsm run; {run_dir} is {config.algo}")
+    return validate(replace(config, agent=replace(config.agent, best_of_n_eval=best_of_n)))
+
+
+def _onnx_agent(path: Path, policy: Policy, best_of_n: int | None) -> Any:
+    """The exported policy at ``path`` as an agent for ``run_episodes``; a ``best_of_n``
+    other than the file's is an error (the file fixes N)."""
+    from qscore.export import OnnxAgent
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX file at {path}")
+    onnx_agent = OnnxAgent(path, policy)
+    if best_of_n is not None and best_of_n != onnx_agent.samples:
+        raise ConfigError(
+            f"{path} picks the best of {onnx_agent.samples} samples; drop --best-of-n or"
+            f" export again with --best-of-n {best_of_n}"
+        )
+    return onnx_agent
+
+
+def _write_video(path: Path, frames: list[np.ndarray] | None, fps: float) -> None:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(path, frames, fps=fps, macro_block_size=1)

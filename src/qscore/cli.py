@@ -1,5 +1,8 @@
-"""The ``qscore`` command line: ``train``, ``eval``, ``sweep``, ``plot``, ``table``, ``envs``,
-``demo``.
+"""The ``qscore`` command line: ``train``, ``eval``, ``export``, ``collect``, ``ogbench-data``,
+``sweep``, ``plot``, ``table``, ``demo``, ``envs``. It parses arguments, calls the library and
+prints; the work is done by library functions (:func:`qscore.rundir.resumed_config`,
+:func:`qscore.api.evaluate_run`, :func:`qscore.export.export_run`,
+:func:`qscore.datasets.dataset_from_run`, ...).
 
 Every field of the chosen algorithm's config (:class:`~qscore.config.QSMConfig`,
 :class:`~qscore.config.SACConfig` or :class:`~qscore.config.TD3Config`) and of
@@ -10,19 +13,18 @@ flags override the chosen preset. Bad input ends with a one-line error and exit 
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
-from dataclasses import asdict, fields, replace
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qscore.config import (
     ALGORITHM_CONFIGS,
     DEFAULT_PRESETS,
     PRESETS,
     RunConfig,
+    field_doc,
     make_config,
-    validate,
 )
 from qscore.errors import (
     ConfigError,
@@ -31,6 +33,10 @@ from qscore.errors import (
     TrainingDiverged,
     TrainingInterrupted,
 )
+from qscore.rundir import check_run_dir, read_config, resumed_config
+
+if TYPE_CHECKING:
+    from qscore.api import EvalResult
 
 USAGE_ERROR = 2
 FLAG_ALIASES = {
@@ -41,34 +47,6 @@ FLAG_ALIASES = {
 """Short names for the most used fields, beside their full names."""
 AGENT, TRAIN = "agent", "train"
 """Prefixes of the argparse destinations of learner and loop fields."""
-
-
-def _field_doc(cls: type, name: str) -> str:
-    """The docstring under a dataclass field, whole and on one line, taken from the source
-    of the class or of the base class that declares it (for --help)."""
-    for owner in cls.__mro__:
-        if name in getattr(owner, "__annotations__", {}):
-            return _doc_in_source(owner, name)
-    return ""
-
-
-def _doc_in_source(cls: type, name: str) -> str:
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        return ""
-    for i, line in enumerate(lines):
-        if line.strip().startswith(f"{name}:") and i + 1 < len(lines):
-            text = lines[i + 1].strip()
-            if not text.startswith('"""'):
-                return ""
-            text = text[3:]
-            for follow in lines[i + 2 :]:
-                if text.endswith('"""'):
-                    break
-                text += " " + follow.strip()
-            return text.removesuffix('"""').strip()
-    return ""
 
 
 def _parse_ints(text: str) -> tuple[int, ...]:
@@ -128,7 +106,7 @@ def add_config_flags(
             type=_flag_type(default),
             default=argparse.SUPPRESS,
             metavar=f.name.upper(),
-            help=f"{_field_doc(cls, f.name)} ({preset}: {shown})",
+            help=f"{field_doc(cls, f.name)} ({preset}: {shown})",
         )
 
 
@@ -194,14 +172,23 @@ def _add_eval_and_export_parsers(commands: Any) -> None:
 def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``train`` gets the flags of ``algo``'s config, and its help shows the
     values of ``preset`` (default: the algorithm's default preset)."""
-    if preset not in PRESETS[algo]:
-        preset = DEFAULT_PRESETS[algo]
-    defaults = make_config(preset, algo=algo)
     parser = OneLineParser(
         prog="qscore", description="Diffusion policies trained with Q-score matching."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(commands, algo, preset)
+    _add_eval_and_export_parsers(commands)
+    _add_collect_parser(commands)
+    _add_sweep_parser(commands)
+    _add_plot_and_table_parsers(commands)
+    _add_demo_and_envs_parsers(commands)
+    return parser
 
+
+def _add_train_parser(commands: Any, algo: str, preset: str | None) -> None:
+    if preset not in PRESETS[algo]:
+        preset = DEFAULT_PRESETS[algo]
+    defaults = make_config(preset, algo=algo)
     train = commands.add_parser("train", help="train agents; writes a run directory")
     train.add_argument(
         "--algo", choices=sorted(ALGORITHM_CONFIGS), help="learning algorithm (default: qsm)"
@@ -229,10 +216,8 @@ def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.Argum
     add_config_flags(train, defaults.agent, AGENT, f"learner ({name}, --algo {algo})", preset)
     add_config_flags(train, defaults.train, TRAIN, "training loop (TrainConfig)", preset)
 
-    _add_eval_and_export_parsers(commands)
 
-    _add_collect_parser(commands)
-
+def _add_sweep_parser(commands: Any) -> None:
     sweep = commands.add_parser("sweep", help="run a grid of runs from a TOML spec (resumable)")
     sweep.add_argument("spec", type=Path, help="sweep spec (see qscore.sweep)")
     sweep.add_argument("--out", type=Path, required=True, help="sweep directory")
@@ -242,6 +227,8 @@ def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.Argum
     )
     sweep.add_argument("--address", help="address of an existing Ray cluster (ray backend)")
 
+
+def _add_plot_and_table_parsers(commands: Any) -> None:
     plot = commands.add_parser(
         "plot", help="plot learning curves of runs and sweeps (needs qscore[viz])"
     )
@@ -265,6 +252,9 @@ def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.Argum
     )  # fmt: skip
     table.add_argument("--format", choices=["md", "csv"], default="md", help="output format")
     table.add_argument("--out", type=Path, help="file to write (default: standard output)")
+
+
+def _add_demo_and_envs_parsers(commands: Any) -> None:
 
     demo = commands.add_parser(
         "demo",
@@ -290,7 +280,6 @@ def build_parser(algo: str = "qsm", preset: str | None = None) -> argparse.Argum
         action="store_true",
         help="every registered id, without making each env to check that qscore can train on it",
     )
-    return parser
 
 
 def _add_collect_parser(commands: Any) -> None:
@@ -348,73 +337,24 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def _saved_config(run_dir: Path) -> dict[str, Any]:
-    """config.json of a single-seed run, or of the first seed of a multi-seed run."""
-    from qscore.rundir import read_config
-
-    return read_config(run_dir)
-
-
-def resume_config(args: argparse.Namespace) -> RunConfig:
-    """The run's saved config, checked against the flags given and the installed packages.
-
-    Only ``--steps`` may differ (to extend a run); any other differing flag or a different
-    version of a package the results depend on is an error.
-    """
-    from qscore.rundir import package_versions
-
-    run_dir = args.resume
-    saved = _saved_config(run_dir)
-    config = RunConfig.from_dict(saved)
-    sections = {AGENT: config.agent, TRAIN: config.train}
-    steps = None
-    for section, values in _given_overrides(args).items():
-        for name, value in values.items():
-            if name == "total_steps":
-                steps = value
-            elif getattr(sections[section], name) != value and name != "seed":
-                raise ConfigError(
-                    f"cannot resume {run_dir} with a different config: {name} is "
-                    f"{getattr(sections[section], name)!r} in the run, {value!r} given"
-                )
-    for name, given, ran in (
-        ("preset", args.preset, config.preset),
-        ("algo", args.algo, config.algo),
-    ):
-        if given is not None and given != ran:
-            raise ConfigError(f"cannot resume {run_dir} with {name} {given!r}: it ran {ran!r}")
-    for package, version in package_versions().items():
-        recorded = saved.get("versions", {}).get(package)
-        if recorded != version:
-            raise ConfigError(
-                f"cannot resume {run_dir}: it ran with {package} {recorded}, "
-                f"this environment has {version}"
-            )
-    if steps is not None:
-        train = {**asdict(config.train), "total_steps": steps}
-        config = make_config(config.preset, asdict(config.agent), train, config.algo)
-    return config
-
-
 def run_train(args: argparse.Namespace) -> int:
-    from qscore.rundir import check_run_dir
-
     if args.resume is None and args.out is not None:
         check_run_dir(Path(args.out), args.overwrite)  # at once, before JAX is imported
     from qscore.training import resume, train_seeds
 
+    overrides = _given_overrides(args)
     if args.resume is not None:
         if args.out is not None or args.overwrite or args.seeds:
             raise ConfigError(
                 "--resume continues its own directory; drop --out, --seeds, --overwrite"
             )
-        config = resume_config(args)
+        given = {**overrides[AGENT], **overrides[TRAIN]}
+        config = resumed_config(args.resume, given, args.preset, args.algo)
         summaries = resume(config, args.resume, progress=not args.no_progress)
         run_dir = args.resume
     else:
         if args.out is None:
             raise ConfigError("--out RUN_DIR is required (or --resume RUN_DIR)")
-        overrides = _given_overrides(args)
         algo = args.algo or "qsm"
         preset = args.preset or DEFAULT_PRESETS[algo]
         config = make_config(preset, overrides[AGENT], overrides[TRAIN], algo)
@@ -435,102 +375,42 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import imageio.v2 as imageio
-    import jax
-    import numpy as np
+    from qscore.api import evaluate_run
 
-    from qscore.checkpoint import latest_checkpoint, restore_agent
-    from qscore.envs import make_env, space_dims
-    from qscore.evaluate import run_episodes
-    from qscore.rundir import run_seeds
-
-    if args.episodes < 1:
-        raise ConfigError("--episodes must be >= 1")
-    if run_seeds(args.run_dir):
-        raise RunDirError(f"{args.run_dir} holds several seeds; evaluate one, e.g. its seed_S/")
-    config = RunConfig.from_dict(_saved_config(args.run_dir))
-    if args.best_of_n is not None:
-        if not hasattr(config.agent, "best_of_n_eval"):
-            raise ConfigError(f"--best-of-n needs a qsm run; {args.run_dir} is {config.algo}")
-        config = validate(
-            replace(config, agent=replace(config.agent, best_of_n_eval=args.best_of_n))
-        )
-    tc = config.train
-    render_mode = "rgb_array" if args.video else None
-    env = make_env(tc.env_id, render_mode=render_mode, action_repeat=tc.action_repeat)
-    obs_dim, action_dim = space_dims(env)
-    checkpoint = args.checkpoint or latest_checkpoint(args.run_dir)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{args.run_dir} has no checkpoint")
-    agent, step = restore_agent(config, obs_dim, action_dim, checkpoint)
-    best_of_n = getattr(config.agent, "best_of_n_eval", 1)
-    picking = f" (best of {best_of_n} samples by Q)" if best_of_n > 1 else ""
-    if args.policy is not None:
-        agent = _onnx_agent(args.policy, agent, env, obs_dim, args.best_of_n)
-        picking = _onnx_picking(agent)
-    frames: list[np.ndarray] | None = [] if args.video else None
-    returns = run_episodes(
-        agent, env, args.episodes, args.seed, jax.random.PRNGKey(args.seed), frames
-    )
+    result = evaluate_run(
+        args.run_dir, args.episodes, args.seed, args.checkpoint, args.video, args.best_of_n,
+        args.policy,
+    )  # fmt: skip
+    returns = result.returns
     print(
-        f"{config.algo} on {tc.env_id} at step {step}: return {returns.mean():.2f} +- "
-        f"{returns.std():.2f} over {args.episodes} episodes{picking}"
+        f"{result.algo} on {result.env_id} at step {result.step}: return "
+        f"{returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
+        f"{_picking(result)}"
     )
-    if args.video:
-        fps = env.metadata.get("render_fps", 30)
-        args.video.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimsave(args.video, frames, fps=fps, macro_block_size=1)
-        print(f"video of the first episode ({len(frames)} frames) written to {args.video}")
+    if result.video is not None:
+        print(
+            f"video of the first episode ({result.video_frames} frames) written to {result.video}"
+        )
     return 0
 
 
-def _onnx_agent(
-    path: Path, agent: Any, env: Any, obs_dim: int, best_of_n: int | None = None
-) -> Any:
-    """The exported policy at ``path`` with ``agent``'s ``act`` (for run_episodes); a
-    ``best_of_n`` other than the file's is an error (the file fixes N)."""
-    from qscore.api import Policy
-    from qscore.envs import original_action_bounds
-    from qscore.export import OnnxAgent
-
-    if not path.is_file():
-        raise FileNotFoundError(f"no ONNX file at {path}")
-    onnx_agent = OnnxAgent(path, Policy(agent, *original_action_bounds(env), obs_dim))
-    if best_of_n is not None and best_of_n != onnx_agent.samples:
-        raise ConfigError(
-            f"{path} picks the best of {onnx_agent.samples} samples; drop --best-of-n or"
-            f" export again with --best-of-n {best_of_n}"
-        )
-    return onnx_agent
-
-
-def _onnx_picking(onnx_agent: Any) -> str:
-    """How the exported policy picks its action, for eval's line."""
-    from qscore.export import GAUSSIAN
-
-    if onnx_agent.samples > 1:
-        return f" (best of {onnx_agent.samples} samples by Q; onnxruntime)"
-    if onnx_agent.noise == GAUSSIAN:
-        return " (actions sampled from the policy; onnxruntime)"
-    return " (onnxruntime)"
+def _picking(result: EvalResult) -> str:
+    """How the evaluated policy picked its actions, for eval's line."""
+    notes = []
+    if result.best_of_n > 1:
+        notes.append(f"best of {result.best_of_n} samples by Q")
+    elif result.sampled:
+        notes.append("actions sampled from the policy")
+    if result.runtime == "onnxruntime":
+        notes.append("onnxruntime")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def run_export(args: argparse.Namespace) -> int:
-    algo = RunConfig.from_dict(_saved_config(args.run_dir)).algo  # options checked before JAX
-    if args.best_of_n is not None and algo != "qsm":
-        raise ConfigError(f"--best-of-n needs a qsm run; {args.run_dir} is {algo}")
-    if args.stochastic and algo != "sac":
-        raise ConfigError(
-            f"--stochastic needs a sac run; {args.run_dir} is {algo}, whose exported policy is"
-            + (" always sampled" if algo == "qsm" else " deterministic")
-        )
-    from qscore.api import load
-    from qscore.export import export_onnx
+    from qscore.export import export_run
 
-    policy = load(args.run_dir)
-    if args.best_of_n is not None:
-        policy = policy.with_options(best_of_n_eval=args.best_of_n)
-    path = export_onnx(replace(policy, explore=args.stochastic), args.out)
+    path = export_run(args.run_dir, args.out, args.best_of_n, args.stochastic)
+    algo = RunConfig.from_dict(read_config(args.run_dir)).algo
     sampled = " (sampled)" if args.stochastic else ""
     print(f"{algo} policy{sampled} of {args.run_dir} written to {path}")
     return 0
@@ -539,17 +419,12 @@ def run_export(args: argparse.Namespace) -> int:
 def run_collect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from qscore import datasets
+    from qscore.datasets import dataset_from_run
 
-    datasets.check_output(args.out, args.overwrite, args.val_fraction)
-    if args.replay:
-        trajectories = datasets.replay_of_run(args.run_dir)
-    else:
-        trajectories = datasets.collect_from_run(
-            args.run_dir, args.episodes, args.seed, args.noise, args.random_fraction,
-            progress=not args.no_progress,
-        )  # fmt: skip
-    train, val = datasets.write_dataset(args.out, trajectories, args.val_fraction, args.overwrite)
+    train, val, trajectories = dataset_from_run(
+        args.run_dir, args.out, args.episodes, args.seed, args.noise, args.random_fraction,
+        args.replay, args.val_fraction, args.overwrite, progress=not args.no_progress,
+    )  # fmt: skip
     returns = [sum(t.rewards) for t in trajectories]
     steps = sum(len(t) for t in trajectories)
     print(
@@ -560,13 +435,8 @@ def run_collect(args: argparse.Namespace) -> int:
 
 
 def run_ogbench_data(args: argparse.Namespace) -> int:
-    import importlib.util
+    from qscore.ogbench_tasks import write_manipulation_dataset
 
-    from qscore.ogbench_tasks import parse_dataset_name, write_manipulation_dataset
-
-    parse_dataset_name(args.name)
-    if importlib.util.find_spec("ogbench") is None:
-        raise ConfigError("ogbench-data needs the ogbench package: pip install 'qscore[offline]'")
     train, val = write_manipulation_dataset(
         args.name, args.out, args.episodes, args.seed, args.episode_steps, args.overwrite,
         progress=not args.no_progress,
@@ -617,18 +487,11 @@ def _parse_labels(text: str) -> list[str]:
 def _load_curves(
     dirs: list[str], metric: str = "return_mean", labels: list[str] | None = None
 ) -> list:
-    """The curves of ``dirs`` (``LABEL=DIR`` renames a directory's runs; only ``labels`` are
-    kept when given); runs without values are named in one warning line, and a label
-    matching no run is an error."""
+    """:func:`qscore.results.load_curves`; runs without values are named in one warning."""
     from qscore.results import load_curves, skipped_message
 
     skipped: list[Path] = []
-    curves = load_curves(dirs, skipped, metric)
-    if labels:
-        missing = sorted(set(labels) - {c.label for c in curves})
-        if missing:
-            raise ConfigError(f"no runs labelled {', '.join(missing)}")
-        curves = [c for c in curves if c.label in labels]
+    curves = load_curves(dirs, skipped, metric, labels)
     if skipped:
         print(skipped_message(skipped), file=sys.stderr)
     return curves
@@ -686,43 +549,47 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_envs(args: argparse.Namespace) -> int:
-    from qscore.envs import available_env_ids, make_env
+    from qscore.envs import trainable_env_ids
 
-    for env_id in available_env_ids():
-        if not args.all and not env_id.startswith("dmc:"):
-            try:
-                make_env(env_id).close()
-            except Exception:  # noqa: BLE001 - missing extras, unsupported spaces: skip it
-                continue
+    for env_id in trainable_env_ids(check=not args.all):
         print(env_id)
     return 0
 
 
-def _peek(argv: list[str], flag: str) -> str | None:
-    """The value given to ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``), if any."""
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
+class _FirstPass(argparse.ArgumentParser):
+    """The first of two parsing passes: only the options that decide which flags ``train``
+    takes; everything else is left for the full parser, errors included."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ValueError(message)
 
 
-def _algo_of(argv: list[str]) -> str:
-    """The algorithm whose flags ``qscore train`` accepts: --algo, or the resumed run's."""
-    resumed = _peek(argv, "--resume")
-    if resumed is not None:
+def _train_choices(argv: list[str]) -> tuple[str, str | None]:
+    """The algorithm whose flags ``qscore train`` takes and the preset whose values its help
+    shows: --algo and --preset, or those of the run that --resume continues."""
+    first = _FirstPass(add_help=False)
+    first.add_argument("command", nargs="?")
+    for flag in ("--algo", "--preset", "--resume"):
+        first.add_argument(flag)
+    try:
+        known, _ = first.parse_known_args(argv)
+    except ValueError:
+        return "qsm", None
+    if known.command != "train":
+        return "qsm", None
+    algo, preset = known.algo, known.preset
+    if known.resume is not None:
         try:
-            return _saved_config(Path(resumed)).get("algo", "qsm")
+            saved = read_config(known.resume)
         except (ValueError, OSError):
-            return "qsm"
-    algo = _peek(argv, "--algo") or "qsm"
-    return algo if algo in ALGORITHM_CONFIGS else "qsm"
+            saved = {}
+        algo, preset = saved.get("algo", "qsm"), preset or saved.get("preset")
+    return (algo if algo in ALGORITHM_CONFIGS else "qsm"), preset
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(_algo_of(argv), _peek(argv, "--preset")).parse_args(argv)
+    args = build_parser(*_train_choices(argv)).parse_args(argv)
     handlers = {
         "train": run_train,
         "eval": run_eval,

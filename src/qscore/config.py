@@ -11,6 +11,7 @@ QSM authors' code is a field here; the ``paper`` preset reproduces their setting
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -405,6 +406,34 @@ def make_config(
     agent = _from_flat(ALGORITHM_CONFIGS[algo], agent_values)
     train = _from_flat(TrainConfig, train_overrides or {})
     return validate(RunConfig(agent=agent, train=train, preset=preset, algo=algo))
+
+
+def field_doc(cls: type, name: str) -> str:
+    """The docstring under a config field, whole and on one line, taken from the source of
+    the class or of the base class that declares it ("" when there is none)."""
+    for owner in cls.__mro__:
+        if name in getattr(owner, "__annotations__", {}):
+            return _doc_in_source(owner, name)
+    return ""
+
+
+def _doc_in_source(cls: type, name: str) -> str:
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return ""
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{name}:") and i + 1 < len(lines):
+            text = lines[i + 1].strip()
+            if not text.startswith('"""'):
+                return ""
+            text = text[3:]
+            for follow in lines[i + 2 :]:
+                if text.endswith('"""'):
+                    break
+                text += " " + follow.strip()
+            return text.removesuffix('"""').strip()
+    return ""
 
 
 def _require(condition: bool, message: str) -> None:

@@ -374,3 +374,28 @@ def replay_of_run(run_dir: str | Path) -> list[Trajectory]:
 
     _, _, _, rows = restore_newest_with_replay(run_dir, FIELDS)
     return replay_trajectories(rows)
+
+
+def dataset_from_run(
+    run_dir: str | Path,
+    out: str | Path,
+    episodes: int = 100,
+    seed: int = 0,
+    noise: float = 0.0,
+    random_fraction: float = 0.0,
+    replay: bool = False,
+    val_fraction: float = 0.1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[Path, Path, list[Trajectory]]:
+    """A dataset file ``out`` and its ``-val`` file from a single-seed run, as ``qscore
+    collect`` writes them: new episodes of its newest checkpoint (:func:`collect_from_run`)
+    or, with ``replay``, its saved replay buffer (:func:`replay_of_run`). The output is
+    checked before any collection; returns both paths and the trajectories written."""
+    check_output(out, overwrite, val_fraction)
+    if replay:
+        trajectories = replay_of_run(run_dir)
+    else:
+        trajectories = collect_from_run(run_dir, episodes, seed, noise, random_fraction, progress)
+    train, val = write_dataset(out, trajectories, val_fraction, overwrite)
+    return train, val, trajectories

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -33,6 +34,19 @@ def available_env_ids() -> list[str]:
         return registered_env_ids() + dmc_env_ids()
     except EnvError:
         return registered_env_ids()
+
+
+def trainable_env_ids(check: bool = True) -> Iterator[str]:
+    """The ids of :func:`available_env_ids` that qscore can train on, one by one: with
+    ``check``, each Gymnasium env is made (and closed) and skipped when that fails (missing
+    extras, discrete actions, ...); ``dmc:`` ids are listed without making them."""
+    for env_id in available_env_ids():
+        if check and not env_id.startswith(DMC_PREFIX):
+            try:
+                make_env(env_id).close()
+            except Exception:  # noqa: BLE001 - missing extras, unsupported spaces: skip it
+                continue
+        yield env_id
 
 
 def _unknown_env_message(env_id: str) -> str:

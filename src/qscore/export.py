@@ -18,7 +18,7 @@ JAX's draws. Needs the ``export`` extra (jax2onnx, onnxruntime).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qscore.api import Policy
+from qscore.api import Policy, load
+from qscore.config import RunConfig
 from qscore.envs import to_task_units, to_unit_range
 from qscore.errors import ConfigError
 
@@ -189,6 +190,29 @@ def export_onnx(policy: Policy, path: str | Path) -> Path:
     return path
 
 
+def export_run(
+    run_dir: str | Path, out: str | Path, best_of_n: int | None = None, stochastic: bool = False
+) -> Path:
+    """Write the policy of a run's newest checkpoint to ``out``, as ``qscore export`` does:
+    ``best_of_n`` (QSM only) replaces the run's ``best_of_n_eval``, ``stochastic`` (SAC
+    only) exports the sampled policy; returns the path. The options are checked against
+    the run's algorithm before the agent is loaded."""
+    from qscore.rundir import read_config
+
+    algo = RunConfig.from_dict(read_config(run_dir)).algo
+    if best_of_n is not None and algo != "qsm":
+        raise ConfigError(f"--best-of-n needs a qsm run; {run_dir} is {algo}")
+    if stochastic and algo != "sac":
+        raise ConfigError(
+            f"--stochastic needs a sac run; {run_dir} is {algo}, whose exported policy is"
+            + (" always sampled" if algo == "qsm" else " deterministic")
+        )
+    policy = load(run_dir)
+    if best_of_n is not None:
+        policy = policy.with_options(best_of_n_eval=best_of_n)
+    return export_onnx(replace(policy, explore=stochastic), out)
+
+
 @partial(jax.jit, static_argnames=("shape", "num_steps"))
 def _chain_draws(key: jax.Array, shape: tuple[int, int], num_steps: int) -> tuple:
     """The next key and QSM's chain noise, split from ``key`` as QSM's action selection
@@ -241,6 +265,11 @@ class OnnxAgent:
         if self.noise == GAUSSIAN:
             return partial(_gaussian_draws, shape=(1, action_dim))
         return _no_draws
+
+    @property
+    def sampled(self) -> bool:
+        """The file holds SAC's sampled policy: actions are drawn from it."""
+        return self.noise == GAUSSIAN
 
     def frozen(self) -> OnnxAgent:
         return self

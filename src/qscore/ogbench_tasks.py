@@ -26,6 +26,7 @@ from tqdm import tqdm
 import qscore.envvars  # noqa: F401  (sets MUJOCO_GL before MuJoCo is first imported)
 from qscore.atomic import atomic_write_bytes
 from qscore.datasets import DatasetError, check_output, npz_bytes
+from qscore.errors import ConfigError
 
 
 def register_ogbench_tasks(env_id: str) -> None:
@@ -263,7 +264,11 @@ def write_manipulation_dataset(
     progress: bool = True,
 ) -> tuple[Path, Path]:
     """Collect (:func:`collect_manipulation`) and write ``OUT/NAME.npz`` and
-    ``OUT/NAME-val.npz`` atomically; existing files are kept unless ``overwrite``."""
+    ``OUT/NAME-val.npz`` atomically; existing files are kept unless ``overwrite``. The name
+    and the ``ogbench`` package are checked first."""
+    parse_dataset_name(dataset_name)
+    if importlib.util.find_spec("ogbench") is None:
+        raise ConfigError("ogbench-data needs the ogbench package: pip install 'qscore[offline]'")
     path = Path(out_dir) / f"{dataset_name}.npz"
     check_output(path, overwrite)
     train, val = collect_manipulation(dataset_name, episodes, seed, episode_steps, progress)

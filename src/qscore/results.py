@@ -134,6 +134,7 @@ def load_curves(
     paths: list[Path | str],
     skipped: list[Path] | None = None,
     metric: str = RETURN,
+    labels: list[str] | None = None,
 ) -> list[Curve]:
     """The evaluation curves (or curves of another logged ``metric``) of any mix of run,
     multi-seed run and sweep directories.
@@ -143,7 +144,8 @@ def load_curves(
     row yet) are left out; their directories are appended to ``skipped`` when it is given.
     The same run reached twice under the same label (say, a sweep and one of its cells)
     counts once; two different runs with the same environment, label and seed are an error
-    (they would be mistaken for one seed).
+    (they would be mistaken for one seed). With ``labels``, only curves of those labels are
+    kept, and a label that no run has is an error.
     """
     curves: list[Curve] = []
     seen: dict[tuple[str, str, int], Path] = {}
@@ -167,7 +169,14 @@ def load_curves(
                 continue
             seen[key] = resolved
             curves.append(Curve(env_id, label, seed, steps, returns, run_dir))
-    return curves
+    return _with_labels(curves, labels) if labels else curves
+
+
+def _with_labels(curves: list[Curve], labels: list[str]) -> list[Curve]:
+    missing = sorted(set(labels) - {c.label for c in curves})
+    if missing:
+        raise ConfigError(f"no runs labelled {', '.join(missing)}")
+    return [c for c in curves if c.label in labels]
 
 
 def labelled_path(path: Path | str) -> tuple[str | None, Path]:

@@ -16,11 +16,14 @@ import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from qscore.atomic import atomic_write_json
+from qscore.config import ALGORITHM_CONFIGS, RunConfig, TrainConfig, make_config
 from qscore.errors import (  # noqa: F401 (TrainingDiverged, TrainingInterrupted re-exported)
+    ConfigError,
     RunDirError,
     TrainingDiverged,
     TrainingInterrupted,
@@ -134,3 +137,62 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     if run_dir.is_dir() and any(run_dir.iterdir()):
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def resumed_config(
+    run_dir: str | Path,
+    overrides: dict[str, Any] | None = None,
+    preset: str | None = None,
+    algo: str | None = None,
+) -> RunConfig:
+    """The saved config of the run at ``run_dir``, to resume it with, checked against what the
+    caller asks for and the installed packages.
+
+    ``overrides`` names fields of the run's algorithm config or of :class:`TrainConfig`
+    (``{"total_steps": 300}``); only ``total_steps`` may differ from the run's (to extend
+    it), and a ``seed`` is ignored (each run keeps its own). ``preset`` and ``algo``, when
+    given, must be the run's. A different version of a package in :data:`PACKAGES` than the
+    run recorded is an error too, since results depend on them: each refusal is a
+    :class:`ConfigError` naming the difference.
+    """
+    run_dir = Path(run_dir)
+    saved = read_config(run_dir)
+    config = RunConfig.from_dict(saved)
+    steps = _check_overrides(run_dir, config, overrides or {})
+    for name, given, ran in (("preset", preset, config.preset), ("algo", algo, config.algo)):
+        if given is not None and given != ran:
+            raise ConfigError(f"cannot resume {run_dir} with {name} {given!r}: it ran {ran!r}")
+    for package, version in package_versions().items():
+        recorded = saved.get("versions", {}).get(package)
+        if recorded != version:
+            raise ConfigError(
+                f"cannot resume {run_dir}: it ran with {package} {recorded}, "
+                f"this environment has {version}"
+            )
+    if steps is None:
+        return config
+    train = {**asdict(config.train), "total_steps": steps}
+    return make_config(config.preset, asdict(config.agent), train, config.algo)
+
+
+def _check_overrides(run_dir: Path, config: RunConfig, overrides: dict[str, Any]) -> int | None:
+    """The ``total_steps`` among ``overrides`` (None if absent), after refusing any other
+    field whose value differs from the run's (``seed`` aside)."""
+    sections = {f.name: config.agent for f in fields(ALGORITHM_CONFIGS[config.algo])}
+    sections.update({f.name: config.train for f in fields(TrainConfig)})
+    unknown = sorted(set(overrides) - set(sections))
+    if unknown:
+        raise ConfigError(
+            f"cannot resume {run_dir}: unknown {config.algo} or training field(s): "
+            + ", ".join(unknown)
+        )
+    for name, value in overrides.items():
+        ran = getattr(sections[name], name)
+        if isinstance(ran, tuple) and isinstance(value, list):
+            value = tuple(value)  # widths given as a list, as in config.json
+        if name not in ("total_steps", "seed") and ran != value:
+            raise ConfigError(
+                f"cannot resume {run_dir} with a different config: {name} is "
+                f"{ran!r} in the run, {value!r} given"
+            )
+    return overrides.get("total_steps")
