@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import subprocess
 import sys
@@ -196,8 +197,11 @@ def test_envs_lists_gymnasium_and_dmc_ids(capsys):
     assert {"Hopper-v4", "Hopper-v5", "Pendulum-v1", "dmc:cheetah-run", "dmc:dog-trot"} <= set(
         listed
     )
-    # nothing it cannot train on: discrete actions, retired versions
+    # nothing it cannot train on: discrete actions, retired versions, goal-conditioned tasks
     assert not {"CartPole-v1", "Acrobot-v1", "Hopper-v2", "Hopper-v3"} & set(listed)
+    if importlib.util.find_spec("ogbench") is not None:  # its single-task ids, unmade
+        assert {"cube-single-singletask-task1-v0", "scene-singletask-task2-v0"} <= set(listed)
+        assert not {"cube-single-v0", "visual-cube-single-singletask-task1-v0"} & set(listed)
     assert main(["envs", "--all"]) == 0
     assert {"CartPole-v1", "Hopper-v4"} <= set(capsys.readouterr().out.split())
 

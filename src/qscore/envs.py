@@ -19,7 +19,7 @@ from qscore.bandit import register_bandits
 from qscore.dmc import DMC_PREFIX, dmc_env_ids, make_dmc_env  # imports dm_control only on use
 from qscore.envvars import MUJOCO_GL_OFF, mujoco_rendering_off  # noqa: F401 (re-exported)
 from qscore.errors import EnvError  # EnvError is also importable from here
-from qscore.ogbench_tasks import register_ogbench_tasks
+from qscore.ogbench_tasks import is_ogbench_id, ogbench_task_ids, register_ogbench_tasks
 
 register_bandits()  # qscore's own toy tasks (qscore/MultimodalBandit-v0, ...); idempotent
 
@@ -29,19 +29,23 @@ def registered_env_ids() -> list[str]:
 
 
 def available_env_ids() -> list[str]:
-    """Registered Gymnasium ids, then the ``dmc:`` ids when dm_control is installed."""
+    """Registered Gymnasium ids (but of OGBench's, only its single-task ones), then the
+    ``dmc:`` ids when dm_control is installed."""
+    tasks = ogbench_task_ids()
+    ids = [env_id for env_id in registered_env_ids() if not is_ogbench_id(env_id)] + tasks
     try:
-        return registered_env_ids() + dmc_env_ids()
+        return ids + dmc_env_ids()
     except EnvError:
-        return registered_env_ids()
+        return ids
 
 
 def trainable_env_ids(check: bool = True) -> Iterator[str]:
     """The ids of :func:`available_env_ids` that qscore can train on, one by one: with
     ``check``, each Gymnasium env is made (and closed) and skipped when that fails (missing
-    extras, discrete actions, ...); ``dmc:`` ids are listed without making them."""
+    extras, discrete actions, ...); ``dmc:`` ids and OGBench's single-task ids are listed
+    without making them."""
     for env_id in available_env_ids():
-        if check and not env_id.startswith(DMC_PREFIX):
+        if check and not (env_id.startswith(DMC_PREFIX) or is_ogbench_id(env_id)):
             try:
                 make_env(env_id).close()
             except Exception:  # noqa: BLE001 - missing extras, unsupported spaces: skip it

@@ -42,6 +42,29 @@ def register_ogbench_tasks(env_id: str) -> None:
     warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
 
 
+def is_ogbench_id(env_id: str) -> bool:
+    """Whether ``env_id`` is registered by the ogbench package."""
+    spec = gym.registry.get(env_id)
+    return spec is not None and str(spec.entry_point).startswith("ogbench.")
+
+
+def ogbench_task_ids() -> list[str]:
+    """OGBench's state-based single-task ids (``cube-single-singletask-task1-v0``, ...),
+    the ones qscore trains on (registering them first); none without the package. Its
+    goal-conditioned, visual and powderworld ids are left out."""
+    if importlib.util.find_spec("ogbench") is None:
+        return []
+    register_ogbench_tasks("cube-single-singletask-task1-v0")
+    return sorted(
+        env_id
+        for env_id in gym.registry
+        if is_ogbench_id(env_id)
+        and "singletask" in env_id
+        and not env_id.startswith("visual-")
+        and "powderworld" not in env_id
+    )
+
+
 DOMAINS = ("cube-single", "cube-double", "scene", "puzzle-3x3")
 """The manipulation domains whose datasets :func:`collect_manipulation` makes."""
 KINDS = ("play", "noisy")
