@@ -1,6 +1,19 @@
+import dataclasses
+
 import pytest
 
-from qscore.config import ConfigError, QSMConfig, RunConfig, make_config
+from qscore.config import (
+    PRESETS,
+    ConfigError,
+    OffPolicyConfig,
+    QSMConfig,
+    RunConfig,
+    SACConfig,
+    TD3Config,
+    TrainConfig,
+    field_doc,
+    make_config,
+)
 
 
 def test_paper_preset_is_the_authors_setting():
@@ -72,3 +85,41 @@ def test_invalid_values_name_the_field(agent, train, message):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
         make_config("huge")
+
+
+def test_shared_fields_are_declared_once_and_documented_there():
+    shared = {f.name for f in dataclasses.fields(OffPolicyConfig)}
+    assert {"actor_hidden", "critic_hidden", "actor_lr", "tau", "batch_size", "utd"} <= shared
+    assert not shared & set(SACConfig.__annotations__)
+    assert not shared & set(TD3Config.__annotations__)
+    assert shared & set(QSMConfig.__annotations__) == {"actor_hidden", "critic_hidden"}
+    assert QSMConfig().actor_hidden == (512, 512) and SACConfig().actor_hidden == (256, 256)
+    for cls in (QSMConfig, SACConfig, TD3Config):
+        assert field_doc(cls, "actor_hidden") == field_doc(OffPolicyConfig, "actor_hidden") != ""
+        assert all(field_doc(cls, f.name) for f in dataclasses.fields(cls))
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (QSMConfig(best_of_n_explore=0), "best_of_n_explore must be >= 1"),
+        (QSMConfig(sampling_temperature=-1.0), "sampling_temperature must be >= 0"),
+        (SACConfig(init_temperature=0.0), "init_temperature must be > 0"),
+        (SACConfig(temperature_lr=0.0), "temperature_lr must be > 0"),
+        (TD3Config(policy_delay=0), "policy_delay must be >= 1"),
+        (TD3Config(tau=0.0), "tau must be in"),
+        (OffPolicyConfig(utd=0), "utd must be >= 1"),
+        (TrainConfig(online_steps=5), "online_steps continues an offline run"),
+    ],
+)
+def test_each_config_checks_its_own_fields(config, message):
+    with pytest.raises(ConfigError, match=message):
+        config.check()
+
+
+def test_presets_other_than_paper_are_explicit():
+    for algo, presets in PRESETS.items():
+        assert presets["paper"] == {}  # the config classes' defaults are the papers' settings
+        assert all(overrides for name, overrides in presets.items() if name != "paper"), algo
+    for algo in ("sac", "td3"):  # their papers already use the 2x256 networks of ``fast``
+        assert make_config("fast", algo=algo).agent == make_config("paper", algo=algo).agent

@@ -1,9 +1,11 @@
 """Typed, frozen configuration of a qscore run, its presets and its validation.
 
 A run is described by frozen dataclasses: the learner's (:class:`QSMConfig`,
-:class:`SACConfig` or :class:`TD3Config`: networks, losses, optimisers) and
+:class:`SACConfig` or :class:`TD3Config`: networks, losses, optimisers; the fields they share
+are declared once, in :class:`OffPolicyConfig` and :class:`CriticOptions`) and
 :class:`TrainConfig` (the environment and the loop around the learner, shared by all
-algorithms). :class:`RunConfig` holds them with the algorithm's name. Every constant of the
+algorithms). Each class checks its own fields' ranges (``check``); :func:`validate` checks
+a whole run. :class:`RunConfig` holds them with the algorithm's name. Every constant of the
 QSM authors' code is a field here; the ``paper`` preset reproduces their settings and the
 ``fast`` preset is the same algorithm with 2x256 networks for CPUs and tests.
 """
@@ -49,14 +51,64 @@ class CriticOptions:
     Values in [-1, 0) make the target less pessimistic than the minimum: with twin critics,
     beta = -1 gives their mean."""
 
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on the first critic option out of its range. Like every
+        config's ``check``, it expects fields of the right types (:func:`validate` checks
+        those first) and ends with its base classes' rules."""
+        _require(self.td_disagreement_penalty >= -1, "td_disagreement_penalty (beta) must be >= -1")
+        _require(self.n_step >= 1, "n_step must be >= 1")
+        _require(0 <= self.n_step_fraction <= 1, "n_step_fraction must be in [0, 1]")
+
 
 @dataclass(frozen=True)
-class QSMConfig(CriticOptions):
+class OffPolicyConfig(CriticOptions):
+    """The fields every off-policy learner (QSM, SAC, TD3) has: its networks, optimisers, TD
+    target and update schedule, with the defaults the three share (a subclass whose default
+    differs re-declares the field alone, without a docstring: QSM's 2x512 networks)."""
+
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of the policy network: QSM's denoiser eps_theta (mish activations),
+    SAC's Gaussian policy or TD3's deterministic one (relu activations)."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of each critic Q_phi_j (relu activations)."""
+    num_critics: int = 2
+    """Size of the critic ensemble (twin critics, the clipped double-Q of TD3 and SAC: 2); TD
+    targets take the minimum, as does SAC's actor loss."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy (QSM's denoiser: the start of its cosine decay)."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    discount: float = 0.99
+    """[gamma] discount factor of the TD target."""
+    tau: float = 0.005
+    """[tau] Polyak rate of the target critics (TD3: and of its target actor, both applied on
+    actor updates)."""
+    batch_size: int = 256
+    """Replay transitions per update."""
+    utd: int = 1
+    """Updates per environment step (update-to-data ratio), all in one compiled call."""
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on the first shared field out of its range."""
+        _require(self.num_critics >= 1, "num_critics must be >= 1")
+        for name in ("actor_lr", "critic_lr"):
+            _require(getattr(self, name) > 0, f"{name} must be > 0")
+        _require(0 <= self.discount < 1, "discount (gamma) must be in [0, 1)")
+        _require(0 < self.tau <= 1, "tau must be in (0, 1]")
+        _require(self.batch_size >= 1, "batch_size must be >= 1")
+        _require(self.utd >= 1, "utd must be >= 1")
+        super().check()
+
+
+@dataclass(frozen=True)
+class QSMConfig(OffPolicyConfig):
     """Hyper-parameters of the Q-score matching learner.
 
     Paper symbols are given in brackets; defaults are the authors' settings (``paper``).
     """
 
+    actor_hidden: tuple[int, ...] = (512, 512)  # the authors' 2x512 (see OffPolicyConfig)
+    critic_hidden: tuple[int, ...] = (512, 512)  # the authors' 2x512 (see OffPolicyConfig)
     num_diffusion_steps: int = 5
     """[T] number of reverse (denoising) steps of the DDPM policy."""
     beta_schedule: str = "vp"
@@ -128,30 +180,12 @@ class QSMConfig(CriticOptions):
     best_of_n_target: int = 1
     """TD targets take the max over this many noised chain samples a' of min_j Q_target_j(s', a')
     (1: one sample, as in the paper)."""
-    actor_hidden: tuple[int, ...] = (512, 512)
-    """Hidden widths of the denoiser eps_theta (mish activations)."""
-    critic_hidden: tuple[int, ...] = (512, 512)
-    """Hidden widths of each critic Q_phi_j (relu activations)."""
     time_features: int = 64
     """Number of learnable Fourier features of the diffusion step t."""
     time_hidden: tuple[int, ...] = (128, 128)
     """Hidden widths of the MLP that embeds the Fourier features of t."""
-    num_critics: int = 2
-    """Size of the critic ensemble (twin critics: 2); TD targets take the minimum."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the denoiser (start of its cosine decay)."""
     actor_lr_decay_steps: int = 2_000_000
     """Updates over which the actor learning rate decays to 0 (cosine); 0 keeps it constant."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics."""
-    discount: float = 0.99
-    """[gamma] discount factor of the TD target."""
-    tau: float = 0.005
-    """[tau] Polyak rate of the target critics."""
-    batch_size: int = 256
-    """Replay transitions per update."""
-    utd: int = 1
-    """Updates per environment step (update-to-data ratio), all in one compiled call."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to sampled actions while collecting data."""
     target_noise: float = 0.1
@@ -163,31 +197,101 @@ class QSMConfig(CriticOptions):
     clip_sampler: bool = True
     """Clip every reverse-chain iterate a_t to [-1, 1]."""
 
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on the first QSM field out of its range, then on the
+        first shared one."""
+        self._check_chain()
+        self._check_target()
+        if self.target_action_spread is not None:
+            self._check_temperature_tuning(self.target_action_spread)
+        for name in ("best_of_n_eval", "best_of_n_explore", "best_of_n_target"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1")
+        _require(
+            self.time_features >= 2 and self.time_features % 2 == 0,
+            "time_features must be even, >= 2",
+        )
+        _require(self.actor_lr_decay_steps >= 0, "actor_lr_decay_steps must be >= 0")
+        _require(self.temperature_lr > 0, "temperature_lr must be > 0")
+        for name in ("exploration_noise", "target_noise", "target_noise_clip"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0")
+        _require(self.sampling_temperature >= 0, "sampling_temperature must be >= 0")
+        super().check()
+
+    def _check_chain(self) -> None:
+        """The reverse chain and its noise schedule."""
+        _require(self.num_diffusion_steps >= 1, "num_diffusion_steps (T) must be >= 1")
+        _require(
+            self.beta_schedule in BETA_SCHEDULES,
+            f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {self.beta_schedule!r}",
+        )
+        _require(0 < self.beta_min < self.beta_max, "need 0 < beta_min < beta_max")
+        _require(
+            0 < self.linear_beta_start <= self.linear_beta_end < 1,
+            "need 0 < linear_beta_start <= linear_beta_end < 1",
+        )
+
+    def _check_target(self) -> None:
+        """The denoiser's regression target eps*."""
+        _require(
+            self.q_score_target in Q_SCORE_TARGETS,
+            f"q_score_target must be one of {', '.join(Q_SCORE_TARGETS)}, "
+            f"got {self.q_score_target!r}",
+        )
+        _require(self.q_score_scale > 0, "q_score_scale (alpha) must be > 0")
+        _require(
+            self.action_prior in ACTION_PRIORS,
+            f"action_prior must be one of {', '.join(ACTION_PRIORS)}, got {self.action_prior!r}",
+        )
+        _require(
+            self.q_score_actions in Q_SCORE_ACTIONS,
+            f"q_score_actions must be one of {', '.join(Q_SCORE_ACTIONS)},"
+            f" got {self.q_score_actions!r}",
+        )
+        _require(
+            self.q_score_at in Q_SCORE_AT,
+            f"q_score_at must be one of {', '.join(Q_SCORE_AT)}, got {self.q_score_at!r}",
+        )
+        _require(self.q_score_temperature > 0, "q_score_temperature (lambda) must be > 0")
+        _require(self.q_score_weight >= 0, "q_score_weight must be >= 0")
+        _require(self.bc_weight >= 0, "bc_weight (w_BC) must be >= 0")
+        _require(
+            self.q_score_weight + self.bc_weight > 0, "q_score_weight and bc_weight are both 0"
+        )
+        _require(
+            self.bc_weight == 0 or self.q_score_actions == "replay",
+            "bc_weight clones the replay actions; it needs q_score_actions = replay",
+        )
+
+    def _check_temperature_tuning(self, spread: float) -> None:
+        """The tuning of lambda towards ``target_action_spread`` = ``spread`` (when set)."""
+        _require(
+            _is_finite_number(spread) and 0 < spread < 1,
+            f"target_action_spread must be in (0, 1) or None, got {spread!r}",
+        )
+        _require(
+            self.q_score_target != "scaled",
+            "target_action_spread tunes lambda, which only the normalized q_score_targets use",
+        )
+        _require(
+            0
+            < self.min_q_score_temperature
+            <= self.q_score_temperature
+            <= self.max_q_score_temperature,
+            "need 0 < min_q_score_temperature <= q_score_temperature <= max_q_score_temperature",
+        )
+        _require(
+            1 <= self.spread_states <= self.batch_size,
+            f"spread_states must be in [1, batch_size = {self.batch_size}]",
+        )
+        _require(self.spread_samples >= 2, "spread_samples must be >= 2")
+
 
 @dataclass(frozen=True)
-class SACConfig(CriticOptions):
+class SACConfig(OffPolicyConfig):
     """Hyper-parameters of the SAC learner; defaults follow the SAC paper (Table 1)."""
 
-    actor_hidden: tuple[int, ...] = (256, 256)
-    """Hidden widths of the policy network (relu activations)."""
-    critic_hidden: tuple[int, ...] = (256, 256)
-    """Hidden widths of each critic Q_phi_j (relu activations)."""
-    num_critics: int = 2
-    """Size of the critic ensemble (clipped double-Q: 2); targets and the actor use the min."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the policy."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics."""
     temperature_lr: float = 3e-4
     """Adam learning rate of log_alpha, the log of the entropy temperature."""
-    discount: float = 0.99
-    """[gamma] discount factor of the TD target."""
-    tau: float = 0.005
-    """[tau] Polyak rate of the target critics."""
-    batch_size: int = 256
-    """Replay transitions per update."""
-    utd: int = 1
-    """Updates per environment step (update-to-data ratio), all in one compiled call."""
     init_temperature: float = 1.0
     """[alpha_0] initial entropy temperature (log_alpha starts at its log)."""
     target_entropy: float | None = None
@@ -200,30 +304,24 @@ class SACConfig(CriticOptions):
     """Upper bound of log sigma. The network's raw output is mapped smoothly into
     [log_std_min, log_std_max] by a scaled tanh, so its gradient never vanishes at a clip."""
 
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on the first SAC field out of its range, then on the
+        first shared one."""
+        _require(self.init_temperature > 0, "init_temperature must be > 0")
+        _require(self.log_std_min < self.log_std_max, "need log_std_min < log_std_max")
+        _require(
+            self.target_entropy is None or _is_finite_number(self.target_entropy),
+            "target_entropy must be a finite number or None",
+        )
+        _require(self.temperature_lr > 0, "temperature_lr must be > 0")
+        super().check()
+
 
 @dataclass(frozen=True)
-class TD3Config(CriticOptions):
+class TD3Config(OffPolicyConfig):
     """Hyper-parameters of the TD3 learner; defaults are the paper's, as commonly run
     (256-unit layers and learning rate 3e-4, as in the authors' published code)."""
 
-    actor_hidden: tuple[int, ...] = (256, 256)
-    """Hidden widths of the deterministic policy network (relu activations)."""
-    critic_hidden: tuple[int, ...] = (256, 256)
-    """Hidden widths of each critic Q_phi_j (relu activations)."""
-    num_critics: int = 2
-    """Size of the critic ensemble (clipped double-Q: 2); TD targets take the minimum."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the policy."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics."""
-    discount: float = 0.99
-    """[gamma] discount factor of the TD target."""
-    tau: float = 0.005
-    """[tau] Polyak rate of the target actor and target critics (applied on actor updates)."""
-    batch_size: int = 256
-    """Replay transitions per update."""
-    utd: int = 1
-    """Updates per environment step (update-to-data ratio), all in one compiled call."""
     exploration_noise: float = 0.1
     """Std of the Gaussian noise added to the policy's actions while collecting data."""
     target_noise: float = 0.2
@@ -232,6 +330,14 @@ class TD3Config(CriticOptions):
     """[c] bound of the target policy smoothing noise."""
     policy_delay: int = 2
     """[d] critic updates per actor (and target) update."""
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on the first TD3 field out of its range, then on the
+        first shared one."""
+        _require(self.policy_delay >= 1, "policy_delay must be >= 1")
+        for name in ("exploration_noise", "target_noise", "target_noise_clip"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0")
+        super().check()
 
 
 AgentConfig = QSMConfig | SACConfig | TD3Config
@@ -279,6 +385,24 @@ class TrainConfig:
     the updates then run while the host steps the environments. Off: store, update, act in
     one compiled call, so actions use the freshest parameters."""
 
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on the first field of the loop out of its range."""
+        _require(self.total_steps >= 1, "total_steps must be >= 1")
+        _require(self.warmup_steps >= 0, "warmup_steps must be >= 0")
+        _require(self.buffer_size >= 1, "buffer_size must be >= 1")
+        for name in ("eval_every", "checkpoint_every", "seed"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0")
+        _require(self.eval_episodes >= 1, "eval_episodes must be >= 1")
+        _require(self.log_every >= 1, "log_every must be >= 1")
+        _require(self.action_repeat >= 1, "action_repeat must be >= 1")
+        _require(self.reward_scale > 0, "reward_scale must be > 0")
+        _require(self.online_steps >= 0, "online_steps must be >= 0")
+        _require(
+            self.online_steps == 0 or bool(self.offline_dataset),
+            "online_steps continues an offline run; it needs offline_dataset",
+        )
+        _require(bool(self.env_id), "env_id must not be empty")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -302,6 +426,12 @@ class RunConfig:
         return make_config(data.get("preset", "paper"), agent, data.get("train", {}), algo)
 
 
+FAST_NETWORKS: dict[str, Any] = {"actor_hidden": (256, 256), "critic_hidden": (256, 256)}
+"""The ``fast`` preset of every algorithm: 2x256 networks. For QSM it halves the authors'
+2x512; SAC's and TD3's papers already use 2x256, so for them ``fast`` equals ``paper``,
+stated explicitly so that one preset name runs the three algorithms alike (sweeps whose
+``algos`` mix them) whatever the defaults become."""
+
 ROBUST_CRITIC: dict[str, Any] = {
     "normalize_rewards": True,
     "critic_layer_norm": True,
@@ -315,8 +445,7 @@ the mean (beta = -0.5), 3-step returns for half of the replayed transitions. SAC
 TD3's ``robust`` presets are exactly these, for comparisons on equal footing."""
 
 ROBUST_QSM: dict[str, Any] = {
-    "actor_hidden": (256, 256),
-    "critic_hidden": (256, 256),
+    **FAST_NETWORKS,
     "q_score_target": "normalized",
     "q_score_temperature": 0.6,
     "best_of_n_eval": 32,
@@ -356,18 +485,20 @@ sample. Its critics still learn (they cost time but give the Q diagnostics in ev
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qsm": {
         "paper": {},
-        "fast": {"actor_hidden": (256, 256), "critic_hidden": (256, 256)},
+        "fast": FAST_NETWORKS,
         "robust": ROBUST_QSM,
         "offline": OFFLINE_QSM,
         "bc": DIFFUSION_BC,
     },
-    "sac": {"paper": {}, "fast": {}, "robust": ROBUST_CRITIC},
-    "td3": {"paper": {}, "fast": {}, "robust": ROBUST_CRITIC},
+    "sac": {"paper": {}, "fast": FAST_NETWORKS, "robust": ROBUST_CRITIC},
+    "td3": {"paper": {}, "fast": FAST_NETWORKS, "robust": ROBUST_CRITIC},
 }
 """Named overrides of each algorithm's config defaults. ``paper`` is the setting of the
-algorithm's paper (for QSM: the authors' code); ``fast`` uses 2x256 networks (SAC and TD3
-already do); ``robust`` is QSM with the options of :data:`ROBUST_QSM`, and SAC or TD3 with
-exactly its generic critic options (:data:`ROBUST_CRITIC`): the fair baselines. QSM's
+algorithm's paper (for QSM: the authors' code); its dict is empty on purpose: the defaults
+of :class:`QSMConfig`, :class:`SACConfig` and :class:`TD3Config` are their papers'
+settings. ``fast`` is :data:`FAST_NETWORKS` (2x256 networks, which SAC and
+TD3 already have); ``robust`` is QSM with the options of :data:`ROBUST_QSM`, and SAC or TD3
+with exactly its generic critic options (:data:`ROBUST_CRITIC`): the fair baselines. QSM's
 ``offline`` (QSM + BC) and ``bc`` (diffusion BC) are for training from datasets."""
 
 
@@ -410,10 +541,12 @@ def make_config(
 
 def field_doc(cls: type, name: str) -> str:
     """The docstring under a config field, whole and on one line, taken from the source of
-    the class or of the base class that declares it ("" when there is none)."""
+    the class or of the nearest base class that declares it with one ("" when none does)."""
     for owner in cls.__mro__:
         if name in getattr(owner, "__annotations__", {}):
-            return _doc_in_source(owner, name)
+            doc = _doc_in_source(owner, name)
+            if doc:  # else a subclass re-declares the default alone: the base documents it
+                return doc
     return ""
 
 
@@ -445,136 +578,44 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _check_types(section: Any) -> None:
+    """Each field of the dataclass instance ``section`` has the type of its default."""
+    for f in fields(section):
+        value = getattr(section, f.name)
+        default = getattr(type(section)(), f.name)
+        if isinstance(default, bool):
+            _require(isinstance(value, bool), f"{f.name} must be true or false, got {value!r}")
+        elif isinstance(default, int):
+            _require(
+                isinstance(value, int) and not isinstance(value, bool),
+                f"{f.name} must be an integer, got {value!r}",
+            )
+        elif isinstance(default, float):
+            _require(_is_finite_number(value), f"{f.name} must be a finite number, got {value!r}")
+        elif isinstance(default, str):
+            _require(isinstance(value, str), f"{f.name} must be a string, got {value!r}")
+        elif isinstance(default, tuple):
+            _require(
+                isinstance(value, tuple)
+                and len(value) > 0
+                and all(isinstance(w, int) and w > 0 for w in value),
+                f"{f.name} must be a non-empty list of positive widths, got {value!r}",
+            )
+
+
 def validate(config: RunConfig) -> RunConfig:
-    """Check every field's type and range; raise :class:`ConfigError` naming the first bad one."""
-    for section in (config.agent, config.train):
-        for f in fields(section):
-            value = getattr(section, f.name)
-            default = getattr(type(section)(), f.name)
-            if isinstance(default, bool):
-                _require(isinstance(value, bool), f"{f.name} must be true or false, got {value!r}")
-            elif isinstance(default, int):
-                _require(
-                    isinstance(value, int) and not isinstance(value, bool),
-                    f"{f.name} must be an integer, got {value!r}",
-                )
-            elif isinstance(default, float):
-                _require(
-                    _is_finite_number(value), f"{f.name} must be a finite number, got {value!r}"
-                )
-            elif isinstance(default, str):
-                _require(isinstance(value, str), f"{f.name} must be a string, got {value!r}")
-            elif isinstance(default, tuple):
-                _require(
-                    isinstance(value, tuple)
-                    and len(value) > 0
-                    and all(isinstance(w, int) and w > 0 for w in value),
-                    f"{f.name} must be a non-empty list of positive widths, got {value!r}",
-                )
-    a, t = config.agent, config.train
-    if isinstance(a, QSMConfig):
-        _require(a.num_diffusion_steps >= 1, "num_diffusion_steps (T) must be >= 1")
-        _require(
-            a.beta_schedule in BETA_SCHEDULES,
-            f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {a.beta_schedule!r}",
-        )
-        _require(0 < a.beta_min < a.beta_max, "need 0 < beta_min < beta_max")
-        _require(
-            0 < a.linear_beta_start <= a.linear_beta_end < 1,
-            "need 0 < linear_beta_start <= linear_beta_end < 1",
-        )
-        _require(
-            a.q_score_target in Q_SCORE_TARGETS,
-            f"q_score_target must be one of {', '.join(Q_SCORE_TARGETS)}, got {a.q_score_target!r}",
-        )
-        _require(a.q_score_scale > 0, "q_score_scale (alpha) must be > 0")
-        _require(
-            a.action_prior in ACTION_PRIORS,
-            f"action_prior must be one of {', '.join(ACTION_PRIORS)}, got {a.action_prior!r}",
-        )
-        _require(
-            a.q_score_actions in Q_SCORE_ACTIONS,
-            f"q_score_actions must be one of {', '.join(Q_SCORE_ACTIONS)},"
-            f" got {a.q_score_actions!r}",
-        )
-        _require(
-            a.q_score_at in Q_SCORE_AT,
-            f"q_score_at must be one of {', '.join(Q_SCORE_AT)}, got {a.q_score_at!r}",
-        )
-        _require(a.q_score_temperature > 0, "q_score_temperature (lambda) must be > 0")
-        if a.target_action_spread is not None:
-            _require(
-                _is_finite_number(a.target_action_spread) and 0 < a.target_action_spread < 1,
-                f"target_action_spread must be in (0, 1) or None, got {a.target_action_spread!r}",
-            )
-            _require(
-                a.q_score_target != "scaled",
-                "target_action_spread tunes lambda, which only the normalized q_score_targets use",
-            )
-            _require(
-                0 < a.min_q_score_temperature <= a.q_score_temperature <= a.max_q_score_temperature,
-                "need 0 < min_q_score_temperature <= q_score_temperature <= "
-                "max_q_score_temperature",
-            )
-            _require(
-                1 <= a.spread_states <= a.batch_size,
-                f"spread_states must be in [1, batch_size = {a.batch_size}]",
-            )
-            _require(a.spread_samples >= 2, "spread_samples must be >= 2")
-        _require(a.q_score_weight >= 0, "q_score_weight must be >= 0")
-        _require(a.bc_weight >= 0, "bc_weight (w_BC) must be >= 0")
-        _require(a.q_score_weight + a.bc_weight > 0, "q_score_weight and bc_weight are both 0")
-        _require(
-            a.bc_weight == 0 or a.q_score_actions == "replay",
-            "bc_weight clones the replay actions; it needs q_score_actions = replay",
-        )
-        _require(a.best_of_n_eval >= 1, "best_of_n_eval must be >= 1")
-        _require(a.best_of_n_explore >= 1, "best_of_n_explore must be >= 1")
-        _require(a.best_of_n_target >= 1, "best_of_n_target must be >= 1")
-        _require(
-            a.time_features >= 2 and a.time_features % 2 == 0, "time_features must be even, >= 2"
-        )
-        _require(a.actor_lr_decay_steps >= 0, "actor_lr_decay_steps must be >= 0")
-    if isinstance(a, SACConfig):
-        _require(a.init_temperature > 0, "init_temperature must be > 0")
-        _require(a.log_std_min < a.log_std_max, "need log_std_min < log_std_max")
-        _require(
-            a.target_entropy is None or _is_finite_number(a.target_entropy),
-            "target_entropy must be a finite number or None",
-        )
-    if isinstance(a, TD3Config):
-        _require(a.policy_delay >= 1, "policy_delay must be >= 1")
-    _require(a.num_critics >= 1, "num_critics must be >= 1")
-    for name in ("actor_lr", "critic_lr", "temperature_lr"):
-        if hasattr(a, name):
-            _require(getattr(a, name) > 0, f"{name} must be > 0")
-    _require(0 <= a.discount < 1, "discount (gamma) must be in [0, 1)")
-    _require(0 < a.tau <= 1, "tau must be in (0, 1]")
-    _require(a.batch_size >= 1, "batch_size must be >= 1")
-    _require(a.utd >= 1, "utd must be >= 1")
-    _require(a.td_disagreement_penalty >= -1, "td_disagreement_penalty (beta) must be >= -1")
-    _require(a.n_step >= 1, "n_step must be >= 1")
-    _require(0 <= a.n_step_fraction <= 1, "n_step_fraction must be in [0, 1]")
-    for name in ("exploration_noise", "target_noise", "target_noise_clip", "sampling_temperature"):
-        if hasattr(a, name):
-            _require(getattr(a, name) >= 0, f"{name} must be >= 0")
-    _require(t.total_steps >= 1, "total_steps must be >= 1")
-    _require(t.warmup_steps >= 0, "warmup_steps must be >= 0")
-    _require(t.buffer_size >= 1, "buffer_size must be >= 1")
+    """Check every field's type and range; raise :class:`ConfigError` naming the first bad one.
+
+    The types of both sections first, then the learner's own rules (its ``check``, which
+    ends with those of :class:`OffPolicyConfig` and :class:`CriticOptions`), then the loop's
+    (:meth:`TrainConfig.check`), then the rule between the two."""
+    agent, train = config.agent, config.train
+    _check_types(agent)
+    _check_types(train)
+    agent.check()
+    train.check()
     _require(
-        a.batch_size <= t.buffer_size,
-        f"batch_size ({a.batch_size}) is larger than buffer_size ({t.buffer_size})",
+        agent.batch_size <= train.buffer_size,
+        f"batch_size ({agent.batch_size}) is larger than buffer_size ({train.buffer_size})",
     )
-    for name in ("eval_every", "checkpoint_every", "seed"):
-        _require(getattr(t, name) >= 0, f"{name} must be >= 0")
-    _require(t.eval_episodes >= 1, "eval_episodes must be >= 1")
-    _require(t.log_every >= 1, "log_every must be >= 1")
-    _require(t.action_repeat >= 1, "action_repeat must be >= 1")
-    _require(t.reward_scale > 0, "reward_scale must be > 0")
-    _require(t.online_steps >= 0, "online_steps must be >= 0")
-    _require(
-        t.online_steps == 0 or bool(t.offline_dataset),
-        "online_steps continues an offline run; it needs offline_dataset",
-    )
-    _require(bool(t.env_id), "env_id must not be empty")
     return config
