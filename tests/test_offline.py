@@ -3,6 +3,7 @@ when bad), behaviour cloning, QSM + BC against diffusion BC, and exact resume.""
 
 import json
 import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -256,18 +257,23 @@ def test_offline_then_online_run_resumes_exactly(tmp_path, pendulum_run, monkeyp
     reference, stopped = tmp_path / "reference", tmp_path / "stopped"
     summary = training.train(config, reference, progress=False)
     assert summary["steps"] == 70 and summary["status"] == "completed"
-    step_once = training.Loop._step
+    step_once, requested = training.Loop._step, {}
+
+    @contextmanager
+    def stop_requests():  # what SIGTERM would set, without a real signal (xdist threads)
+        yield requested
 
     def stop_after(self, step, actions):
         result = step_once(self, step, actions)
         if step == stop_at:
-            signal.raise_signal(signal.SIGTERM)
+            requested["signal"] = signal.SIGTERM
         return result
 
-    monkeypatch.setattr(training.Loop, "_step", stop_after)
-    with pytest.raises(training.TrainingInterrupted):
-        training.train(config, stopped, progress=False)
-    monkeypatch.setattr(training.Loop, "_step", step_once)
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_stop_signals", stop_requests)
+        patch.setattr(training.Loop, "_step", stop_after)
+        with pytest.raises(training.TrainingInterrupted):
+            training.train(config, stopped, progress=False)
     training.resume(config, stopped, progress=False)
     final = [(latest_checkpoint(r) / AGENT_FILE).read_bytes() for r in (reference, stopped)]
     assert final[0] == final[1]
