@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,17 @@ TRAINING = {
 }
 
 
-def mean_rewards(policy: qscore.api.Policy, samples: int = 1000) -> dict[str, float]:
+def train_policy(data: Path, preset: str, seed: int, updates: int, **overrides: Any) -> Any:
+    """The policy of a QSM ``preset`` trained offline on dataset ``data`` with
+    :data:`TRAINING` (and ``overrides``) for ``updates`` updates from ``seed``."""
+    config = qscore.make_config(
+        "qsm", preset, env=MULTIMODAL_ID, offline_dataset=str(data), seed=seed,
+        total_steps=updates // TRAINING["utd"], **{**TRAINING, **overrides},
+    )  # fmt: skip
+    return qscore.train(config).policy
+
+
+def mean_rewards(policy: Any, samples: int = 1000) -> dict[str, float]:
     """Mean bandit reward of ``samples`` actions with one chain sample and with best-of-32."""
     obs = np.zeros((samples, 1), np.float32)
     single = policy.with_options(best_of_n_eval=1)(obs, seed=7)
@@ -87,11 +98,8 @@ def main() -> None:
             per_seed = []
             for seed in seeds:
                 start = time.perf_counter()
-                config = qscore.make_config(
-                    "qsm", preset, env=MULTIMODAL_ID, offline_dataset=str(data), seed=seed,
-                    total_steps=args.updates // TRAINING["utd"], **TRAINING, **overrides,
-                )  # fmt: skip
-                scores = mean_rewards(qscore.train(config).policy)
+                policy = train_policy(data, preset, seed, args.updates, **overrides)
+                scores = mean_rewards(policy)
                 per_seed.append({"seed": seed, **scores, "seconds": time.perf_counter() - start})
                 print(label, per_seed[-1], flush=True)
             results["learners"][label] = {"preset": preset, "overrides": overrides,

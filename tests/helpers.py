@@ -1,5 +1,9 @@
 """Helpers shared by the agent tests: random batches, pytree comparison, fixed critics."""
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,3 +83,16 @@ def write_saved_config(run_dir, config) -> None:
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     saved = {**config.to_dict(), "versions": package_versions()}
     (Path(run_dir) / CONFIG_FILE).write_text(json.dumps(saved))
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_script(name: str):
+    """The benchmark script ``benchmarks/NAME.py`` as a module (its functions, its settings)."""
+    if str(BENCHMARKS) not in sys.path:  # as when run: the scripts import _common from there
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

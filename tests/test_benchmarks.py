@@ -2,10 +2,8 @@
 script that no longer imports or calls what it times must fail here, not in a GPU session."""
 
 import argparse
-import importlib.util
 import math
 import re
-import sys
 from pathlib import Path
 
 import jax
@@ -19,18 +17,11 @@ from qscore.agents import common, qsm
 from qscore.agents.qsm import create_qsm
 from qscore.cli import main
 
+from .helpers import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 DATA = ROOT / "data"
-
-
-def load_script(name: str):
-    if str(BENCHMARKS) not in sys.path:  # as when run: the scripts import _common from there
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_learner_speed_breakdown_times_every_part(tiny_config):

@@ -358,7 +358,8 @@ class TrainConfig:
     warmup_steps: int = 10_000
     """Initial steps with uniform-random actions and no updates."""
     buffer_size: int = 1_000_000
-    """Replay capacity in transitions (oldest are overwritten)."""
+    """Replay capacity in transitions (oldest are overwritten). An offline run's buffer
+    holds its whole dataset plus ``online_steps`` instead."""
     eval_every: int = 10_000
     """Environment steps between evaluations (0: only at the end)."""
     eval_episodes: int = 10

@@ -234,16 +234,15 @@ def replay_trajectories(rows: dict[str, np.ndarray]) -> list[Trajectory]:
     """A replay buffer's rows (:func:`qscore.replay.replay_state`, oldest first) cut into
     trajectories: a trajectory ends at an episode end or where the next row does not start
     from this row's next observation (the newest row ends one too)."""
-    count = len(rows["reward"])
-    continues = np.zeros(count, bool)
-    continues[:-1] = np.all(rows["next_obs"][:-1] == rows["obs"][1:], axis=-1)
-    continues &= rows["episode_end"] == 0
+    from qscore.replay import inferred_episode_ends
+
+    ends = np.maximum(inferred_episode_ends(rows), rows["episode_end"])
     trajectories, current = [], Trajectory()
-    for i in range(count):
+    for i in range(len(ends)):
         current.observations.append(rows["obs"][i])
         current.actions.append(rows["action"][i])
         current.rewards.append(float(rows["reward"][i]))
-        if not continues[i]:
+        if ends[i]:
             current.observations.append(rows["next_obs"][i])
             current.terminated = bool(rows["terminated"][i])
             trajectories.append(current)
@@ -274,29 +273,30 @@ def collect_episode(
     probability ``random_fraction``, else ``act``'s action plus N(0, noise^2), clipped."""
     obs, _ = env.reset(seed=seed)
     trajectory, action_dim = Trajectory(), env.action_space.shape[0]
+    _record(trajectory, env, obs)
     while True:
-        obs = np.asarray(obs, np.float32)
-        trajectory.observations.append(obs)
-        state = _mujoco_state(env)
-        if state is not None:
-            trajectory.qpos.append(state[0])
-            trajectory.qvel.append(state[1])
         if rng.random() < random_fraction:
             action = rng.uniform(-1.0, 1.0, action_dim)
         else:
-            action = np.asarray(act(obs, rng), np.float64) + noise * rng.standard_normal(action_dim)
+            action = np.asarray(act(trajectory.observations[-1], rng), np.float64)
+            action = action + noise * rng.standard_normal(action_dim)
         action = np.clip(action, -1.0, 1.0).astype(np.float32)
         obs, reward, terminated, truncated, _ = env.step(action)
         trajectory.actions.append(action)
         trajectory.rewards.append(float(reward))
+        _record(trajectory, env, obs)
         if terminated or truncated:
-            trajectory.observations.append(np.asarray(obs, np.float32))
-            state = _mujoco_state(env)
-            if state is not None:
-                trajectory.qpos.append(state[0])
-                trajectory.qvel.append(state[1])
             trajectory.terminated = bool(terminated)
             return trajectory
+
+
+def _record(trajectory: Trajectory, env: Any, obs: Any) -> None:
+    """Append an observation, and the MuJoCo state it comes from where the env has one."""
+    trajectory.observations.append(np.asarray(obs, np.float32))
+    state = _mujoco_state(env)
+    if state is not None:
+        trajectory.qpos.append(state[0])
+        trajectory.qvel.append(state[1])
 
 
 def collect(
@@ -336,20 +336,16 @@ class AgentActor:
 
 def _run_env_and_agent(run_dir: Path, seed: int) -> tuple[Any, Any]:
     """The env of a run's task (seeded) and the agent of its newest checkpoint."""
-    from qscore.checkpoint import latest_checkpoint, restore_agent
+    from qscore.api import load
     from qscore.config import RunConfig
-    from qscore.envs import make_env, space_dims
+    from qscore.envs import make_env
     from qscore.rundir import RunDirError, read_config, run_seeds
 
     if run_seeds(run_dir):
         raise RunDirError(f"{run_dir} holds several seeds; collect from one, e.g. its seed_S/")
-    config = RunConfig.from_dict(read_config(run_dir))
-    env = make_env(config.train.env_id, seed=seed, action_repeat=config.train.action_repeat)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint")
-    agent, _ = restore_agent(config, *space_dims(env), checkpoint)
-    return env, agent
+    train = RunConfig.from_dict(read_config(run_dir)).train
+    env = make_env(train.env_id, seed=seed, action_repeat=train.action_repeat)
+    return env, load(run_dir).agent
 
 
 def collect_from_run(

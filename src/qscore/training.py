@@ -443,8 +443,12 @@ class Loop:
             return np.zeros((len(self.runs), self.action_dim), np.float32)
         if self.start_step > 0:
             return np.asarray([run.state.next_action for run in self.runs], np.float32)
+        return self._first_actions(warmup=self.warmup_steps >= 1)
+
+    def _first_actions(self, warmup: bool) -> np.ndarray:
+        """Actions at the envs' present observations before any transition is stored:
+        uniform during warm-up, else the agents' exploration policy."""
         obs = np.stack([run.obs for run in self.runs])
-        warmup = self.warmup_steps >= 1
         self.device, actions = first_actions(
             self.device, obs, warmup_action=warmup, action_dim=self.action_dim
         )
@@ -485,11 +489,7 @@ class Loop:
         )
         if step < self.offline_steps or step == self.last_step:
             return actions
-        obs = np.stack([run.obs for run in self.runs])
-        self.device, actions = first_actions(
-            self.device, obs, warmup_action=False, action_dim=self.action_dim
-        )
-        return np.asarray(actions)
+        return self._first_actions(warmup=False)
 
     def _pipelined_step(
         self, transitions: Transition, next_obs: np.ndarray, updates: bool, warmup_action: bool
